@@ -1,0 +1,69 @@
+"""The membership bot: ``create_app()`` builds the Flask app from settings and rules."""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Callable
+
+import redis as redis_lib
+from flask import Flask
+
+from bot.config import Rules, RulesHolder, Settings, load_rules
+from bot.router import check_handlers
+from bot.state import BotState, system_clock
+from storage.db import Database
+from storage.redis import Keys, connect
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings | None = None,
+    rules: Rules | None = None,
+    *,
+    redis_client: redis_lib.Redis | None = None,
+    clock: Callable[[], float] = system_clock,
+) -> Flask:
+    """Build the app. Tests pass settings, rules and a clock; wsgi.py reads them from the environment."""
+    settings = settings or Settings.from_env()
+    rules = rules or load_rules(settings.rules_path)
+    from handlers import HANDLERS
+
+    check_handlers(rules, HANDLERS)
+    holder = RulesHolder(settings.rules_path, rules, validate=lambda new: check_handlers(new, HANDLERS))
+    state = BotState(
+        settings=settings,
+        rules_holder=holder,
+        db=Database(settings.database_url),
+        redis=redis_client if redis_client is not None else connect(settings.redis_url),
+        keys=Keys(settings.redis_prefix),
+        clock=clock,
+    )
+
+    app = Flask(__name__)
+    app.extensions["bot"] = state
+
+    from bot import api, webhook
+
+    app.register_blueprint(webhook.bp)
+    app.register_blueprint(api.bp)
+
+    from bot import cli
+
+    cli.init_app(app)
+    _reload_rules_on_sighup(holder)
+    return app
+
+
+def _reload_rules_on_sighup(holder: RulesHolder) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers can only be set from the main thread (e.g. not in some test runners)
+    previous = signal.getsignal(signal.SIGHUP)
+
+    def _on_sighup(signum, frame):
+        holder.reload()
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGHUP, _on_sighup)

@@ -1,0 +1,22 @@
+"""Help, fallbacks and leaving dialogs."""
+from __future__ import annotations
+
+from bot.context import Context
+
+
+def show_help(ctx: Context) -> str:
+    return ctx.text("help")
+
+
+def unknown_text(ctx: Context) -> str:
+    # Keep the echo short: a long paste should not come back as a wall of text.
+    shown = ctx.args if len(ctx.args) <= 20 else ctx.args[:20] + "…"
+    return ctx.text("unknown_text", text=shown)
+
+
+def media_received(ctx: Context) -> str:
+    return ctx.text("media_received")
+
+
+def cancel(ctx: Context) -> str:
+    return ctx.text("dialog_cancelled" if ctx.dialog.end() else "nothing_to_cancel")

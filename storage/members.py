@@ -1,0 +1,245 @@
+"""Members: lookup, binding a WeChat openid to a card, following state, and imports from the stores."""
+from __future__ import annotations
+
+import csv
+import enum
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from bot.config import Rules
+from storage import ledger
+from storage.models import Member, MemberChange, Staff, utcnow
+
+CSV_COLUMNS = ("card_no", "name", "phone", "birthday", "tier", "points", "manager")
+
+
+def normalise_phone(phone: str) -> str:
+    """Digits only, without a leading +86 / 0086 country code."""
+    digits = re.sub(r"\D", "", phone)
+    for code in ("0086", "86"):
+        if digits.startswith(code) and len(digits) - len(code) == 11:
+            return digits[len(code):]
+    return digits
+
+
+def birthday_key(birthday: date | None) -> int | None:
+    """month * 100 + day, the indexed column that finds a day's birthdays."""
+    return None if birthday is None else birthday.month * 100 + birthday.day
+
+
+def record_change(session: Session, member_id: int, action: str, actor: str, detail: str | None = None) -> None:
+    session.add(MemberChange(member_id=member_id, action=action, actor=actor, detail=detail))
+
+
+def find_by_openid(session: Session, openid: str) -> Member | None:
+    return session.scalar(select(Member).where(Member.openid == openid))
+
+
+def find_by_card(session: Session, card_no: str) -> Member | None:
+    return session.scalar(select(Member).where(Member.card_no == card_no.strip().upper()))
+
+
+# --------------------------------------------------------------------------- binding
+
+
+class BindOutcome(enum.Enum):
+    BOUND = "bound"
+    ALREADY_BOUND = "already_bound"  # this openid is bound to a card already
+    CARD_TAKEN = "card_taken"  # the card is bound to another openid
+    NO_MATCH = "no_match"  # no member has this card and phone
+
+
+def bind_member(session: Session, openid: str, card_no: str, phone: str) -> tuple[BindOutcome, Member | None]:
+    """Link ``openid`` to the member with this card and phone: one openid per member and vice versa."""
+    current = find_by_openid(session, openid)
+    if current is not None:
+        return BindOutcome.ALREADY_BOUND, current
+    member = find_by_card(session, card_no)
+    if member is None or normalise_phone(member.phone) != normalise_phone(phone):
+        return BindOutcome.NO_MATCH, None
+    if member.openid is not None:
+        return BindOutcome.CARD_TAKEN, None
+    try:
+        with session.begin_nested():
+            # Conditional: a concurrent bind of the same card loses here, not later.
+            result = session.execute(
+                update(Member)
+                .where(Member.id == member.id, Member.openid.is_(None))
+                .values(openid=openid, bound_at=utcnow(), subscribed=True)
+                .execution_options(synchronize_session=False)
+            )
+    except IntegrityError:  # the openid was bound to another card at the same moment
+        return BindOutcome.ALREADY_BOUND, find_by_openid(session, openid)
+    if result.rowcount != 1:
+        return BindOutcome.CARD_TAKEN, None
+    session.refresh(member)
+    record_change(session, member.id, "bind", f"openid:{openid}")
+    return BindOutcome.BOUND, member
+
+
+def unbind_member(session: Session, openid: str) -> Member | None:
+    """Unlink ``openid``; returns the member it was bound to, or None."""
+    member = find_by_openid(session, openid)
+    if member is None:
+        return None
+    member.openid = None
+    member.bound_at = None
+    record_change(session, member.id, "unbind", f"openid:{openid}")
+    return member
+
+
+def set_following(session: Session, openid: str, following: bool) -> Member | None:
+    """Record follow/unfollow; an unfollowed member gets no pushes."""
+    member = find_by_openid(session, openid)
+    if member is not None and member.subscribed != following:
+        member.subscribed = following
+        record_change(session, member.id, "follow" if following else "unfollow", f"openid:{openid}")
+    return member
+
+
+# --------------------------------------------------------------------------- imports
+
+
+@dataclass(frozen=True)
+class MemberRow:
+    card_no: str
+    name: str
+    phone: str
+    birthday: date | None
+    tier: str
+    points: int
+    manager: str | None
+
+
+@dataclass
+class ImportReport:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    errors: list[tuple[int, str]] = field(default_factory=list)  # (line number, reason)
+
+    def summary(self) -> str:
+        return (
+            f"{self.created} created, {self.updated} updated, {self.unchanged} unchanged, "
+            f"{len(self.errors)} rejected"
+        )
+
+
+class RowError(ValueError):
+    """A CSV row that cannot be imported; the message names the column and the reason."""
+
+
+def parse_member_row(raw: dict[str, str | None], rules: Rules) -> MemberRow:
+    """Validate one CSV row (dict of column -> text)."""
+    values = {key: (raw.get(key) or "").strip() for key in CSV_COLUMNS}
+    if None in raw:
+        raise RowError("more fields than the header has columns")
+    card_no = values["card_no"].upper()
+    if not card_no:
+        raise RowError("card_no is empty")
+    if len(card_no) > 32 or not re.fullmatch(r"[A-Z0-9-]+", card_no):
+        raise RowError(f"card_no {values['card_no']!r} must be letters, digits or '-', at most 32")
+    if not values["name"]:
+        raise RowError("name is empty")
+    phone = normalise_phone(values["phone"])
+    if not 6 <= len(phone) <= 15:
+        raise RowError(f"phone {values['phone']!r} is not a phone number")
+    birthday = None
+    if values["birthday"]:
+        try:
+            birthday = date.fromisoformat(values["birthday"])
+        except ValueError:
+            raise RowError(f"birthday {values['birthday']!r} is not a date in YYYY-MM-DD form") from None
+    tier_ids = [t.id for t in rules.tiers]
+    if values["tier"] not in tier_ids:
+        raise RowError(f"tier {values['tier']!r} is not one of {', '.join(tier_ids)}")
+    points = 0
+    if values["points"]:
+        if not re.fullmatch(r"\d+", values["points"]):
+            raise RowError(f"points {values['points']!r} must be a whole number ≥ 0")
+        points = int(values["points"])
+    return MemberRow(card_no, values["name"], phone, birthday, values["tier"], points, values["manager"] or None)
+
+
+def import_members(session: Session, lines: Iterable[str], rules: Rules, actor: str = "cli") -> ImportReport:
+    """Upsert members by card number from CSV text; bad rows are reported, good rows kept.
+
+    Running the same file again changes nothing: unchanged rows are not written and the
+    opening balance is one ledger entry keyed by the card number.
+    """
+    report = ImportReport()
+    reader = csv.DictReader(lines)
+    missing = [c for c in ("card_no", "name", "phone", "tier") if c not in (reader.fieldnames or [])]
+    if missing:
+        report.errors.append((1, f"header lacks column(s): {', '.join(missing)}"))
+        return report
+    staff_ids = set(session.scalars(select(Staff.id)))
+    today = datetime.now(rules.zone).date()
+    for raw in reader:
+        line = reader.line_num
+        try:
+            row = parse_member_row(raw, rules)
+            if row.manager and row.manager not in staff_ids:
+                raise RowError(f"manager {row.manager!r} is not a known staff id")
+        except RowError as exc:
+            report.errors.append((line, str(exc)))
+            continue
+        _upsert(session, row, rules, today, actor, report)
+    return report
+
+
+def _upsert(session: Session, row: MemberRow, rules: Rules, today: date, actor: str, report: ImportReport) -> None:
+    member = find_by_card(session, row.card_no)
+    fields = {
+        "name": row.name,
+        "phone": row.phone,
+        "birthday": row.birthday,
+        "birthday_md": birthday_key(row.birthday),
+        "tier": row.tier,
+        "manager_id": row.manager,
+    }
+    if member is None:
+        member = Member(card_no=row.card_no, points_balance=0, **fields)
+        session.add(member)
+        session.flush()
+        record_change(session, member.id, "import", actor, "created")
+        report.created += 1
+    else:
+        changed = sorted(k for k, v in fields.items() if getattr(member, k) != v)
+        if changed:
+            for key in changed:
+                setattr(member, key, fields[key])
+            record_change(session, member.id, "import", actor, "changed " + ", ".join(changed))
+            report.updated += 1
+        else:
+            report.unchanged += 1
+    if row.points:
+        tier = rules.tier(row.tier)
+        ledger.award_points(
+            session,
+            member.id,
+            row.points,
+            expires_on=today + timedelta(days=tier.points_valid_days),
+            reference="opening balance",
+            idempotency_key=f"opening:{row.card_no}",
+        )
+
+
+def add_staff(session: Session, staff_id: str, name: str, openid: str | None = None, role: str = "manager") -> Staff:
+    """Create or update a staff member (account managers are named by id in member imports)."""
+    staff = session.get(Staff, staff_id)
+    if staff is None:
+        staff = Staff(id=staff_id, name=name, openid=openid, role=role)
+        session.add(staff)
+    else:
+        staff.name, staff.role = name, role
+        if openid is not None:
+            staff.openid = openid
+    session.flush()
+    return staff

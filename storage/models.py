@@ -1,0 +1,165 @@
+"""SQLAlchemy 2.0 typed models. Invariants live here as constraints, not in hope."""
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from decimal import Decimal
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    SmallInteger,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Integer on SQLite keeps ROWID aliasing (fast autoincrement); BIGINT on PostgreSQL.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator):
+    """Stores naive UTC, returns aware UTC: SQLite has no time zones, PostgreSQL gets the same values."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=timezone.utc)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+class Staff(Base):
+    """An account manager or service agent; receives alerts in WeChat when ``openid`` is set."""
+
+    __tablename__ = "staff"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # the staff id used in imports
+    name: Mapped[str] = mapped_column(String(64))
+    openid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16), default="manager")  # manager | service | admin
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Member(Base):
+    __tablename__ = "members"
+    __table_args__ = (
+        CheckConstraint("points_balance >= 0", name="balance_not_negative"),
+        Index("ix_members_birthday_md", "birthday_md"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    card_no: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(64))
+    phone: Mapped[str] = mapped_column(String(32))
+    birthday: Mapped[date | None] = mapped_column(Date)
+    # month * 100 + day, indexed: a day's birthday audience is one index range, not a scan.
+    birthday_md: Mapped[int | None] = mapped_column(SmallInteger)
+    tier: Mapped[str] = mapped_column(String(16))
+    manager_id: Mapped[str | None] = mapped_column(ForeignKey("staff.id"))
+    openid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    bound_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    subscribed: Mapped[bool] = mapped_column(Boolean, default=True)  # false after unfollow
+    opted_out: Mapped[bool] = mapped_column(Boolean, default=False)  # no marketing pushes
+    unreachable: Mapped[bool] = mapped_column(Boolean, default=False)  # WeChat refused delivery
+    # Cached sum of the ledger, changed only in the ledger's own transactions (storage/ledger.py).
+    points_balance: Mapped[int] = mapped_column(BigInteger, default=0)
+    segment: Mapped[str | None] = mapped_column(String(16))  # upgrade | stable | retention | lapsed
+    activity: Mapped[str | None] = mapped_column(String(16))  # active | swinging | trending | churned
+    evaluated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    retention_grace_until: Mapped[date | None] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class LedgerEntry(Base):
+    """One change to a member's points. Append-only: amounts are never edited.
+
+    ``remaining`` is bookkeeping on earn lots only: how much of the lot is not yet spent or
+    expired, so spending and expiry can consume the oldest points first.
+    """
+
+    __tablename__ = "ledger"
+    __table_args__ = (
+        CheckConstraint("kind IN ('earn', 'redeem', 'expire', 'adjust', 'reverse')", name="kind_known"),
+        CheckConstraint("remaining >= 0", name="remaining_not_negative"),
+        CheckConstraint("kind = 'earn' OR remaining = 0", name="remaining_only_on_earn"),
+        CheckConstraint("remaining <= amount OR remaining = 0", name="remaining_within_amount"),
+        Index("ix_ledger_member_id_id", "member_id", "id"),
+        Index("ix_ledger_member_id_expires_on", "member_id", "expires_on"),
+        Index("ix_ledger_expires_on", "expires_on"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    kind: Mapped[str] = mapped_column(String(8))
+    amount: Mapped[int] = mapped_column(BigInteger)  # signed: earn > 0, redeem/expire/reverse < 0
+    remaining: Mapped[int] = mapped_column(BigInteger, default=0)
+    expires_on: Mapped[date | None] = mapped_column(Date)  # earn lots only
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    reference: Mapped[str | None] = mapped_column(String(64))  # receipt no, gift id, job occasion
+    note: Mapped[str | None] = mapped_column(Text)
+    # Makes a retried operation a no-op: e.g. "purchase:R123", "opening:D0000001".
+    idempotency_key: Mapped[str | None] = mapped_column(String(96), unique=True)
+
+
+class Purchase(Base):
+    __tablename__ = "purchases"
+    __table_args__ = (
+        CheckConstraint("amount >= 0", name="amount_not_negative"),
+        Index("ix_purchases_member_id_purchased_at", "member_id", "purchased_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    receipt_no: Mapped[str] = mapped_column(String(64), unique=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    amount: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    purchased_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    store: Mapped[str] = mapped_column(String(64))
+    points_earned: Mapped[int] = mapped_column(BigInteger, default=0)
+    refunded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MemberChange(Base):
+    """Audit trail: every change to a member record is traceable (seed 002 五.1)."""
+
+    __tablename__ = "member_changes"
+    __table_args__ = (Index("ix_member_changes_member_id_id", "member_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    action: Mapped[str] = mapped_column(String(32))  # import, bind, unbind, unfollow, opt_out, tier ...
+    detail: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(64))  # "openid:...", "cli", "api", "job:..."
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
