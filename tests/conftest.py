@@ -1,0 +1,206 @@
+"""Fixtures: real Redis and PostgreSQL (started by scripts/test), SQLite per test, signed webhook calls."""
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import text
+
+from bot import create_app
+from bot.config import DEFAULT_RULES_PATH, Rules, Settings, load_rules
+from bot.wire import WeChatServer, event_xml, text_xml
+from storage.db import Database
+from storage.migrate import upgrade
+from storage.models import Base
+
+TOKEN = "test-token"
+APPID = "wx-test-appid"
+AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+API_KEY = "test-api-key"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _need(variable: str) -> str:
+    value = os.environ.get(variable)
+    if not value:
+        message = f"{variable} is not set: run the suite with scripts/test, which starts Redis and PostgreSQL"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return value
+
+
+@pytest.fixture(scope="session")
+def base_rules() -> Rules:
+    return load_rules(DEFAULT_RULES_PATH)
+
+
+@pytest.fixture
+def rules(base_rules: Rules) -> Rules:
+    return base_rules
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return _need("TEST_REDIS_URL")
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> redis.Redis:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_db() -> Database:
+    """One migrated PostgreSQL database for the session; tests empty its tables."""
+    db = Database(_need("TEST_DATABASE_URL"))
+    with db.engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    upgrade(db)
+    yield db
+    db.dispose()
+
+
+def _empty_postgres(db: Database) -> None:
+    tables = ", ".join(t.name for t in reversed(Base.metadata.sorted_tables))
+    with db.engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> str:
+    """Each test using this runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'bot.sqlite3'}"
+        db = Database(url)
+        upgrade(db)
+        db.dispose()
+        return url
+    pg = request.getfixturevalue("postgres_db")
+    _empty_postgres(pg)
+    return pg.engine.url.render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:
+    url = f"sqlite:///{tmp_path / 'bot.sqlite3'}"
+    db = Database(url)
+    upgrade(db)
+    db.dispose()
+    return url
+
+
+@pytest.fixture
+def database_url(sqlite_url: str) -> str:
+    """The database for webhook tests; storage tests use ``db_url`` to cover both engines."""
+    return sqlite_url
+
+
+class Clock:
+    """A settable clock (seconds since the epoch) for replay windows and dates."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str, tmp_path) -> Settings:
+    return Settings(
+        wechat_token=TOKEN,
+        wechat_appid=APPID,
+        wechat_secret="test-secret",
+        wechat_aes_key=AES_KEY,
+        database_url=database_url,
+        redis_url=redis_url,
+        wechat_api_base=os.environ.get("TEST_WECHAT_API_BASE", "http://127.0.0.1:9/cgi-bin/"),
+        api_key=API_KEY,
+        redis_prefix="test",
+        rules_path=DEFAULT_RULES_PATH,
+    )
+
+
+@pytest.fixture
+def app(settings: Settings, rules: Rules, redis_client, clock):
+    app = create_app(settings, rules, redis_client=redis_client, clock=clock)
+    yield app
+    state = app.extensions["bot"]
+    state.executor.shutdown(wait=True)
+    state.db.dispose()
+
+
+@pytest.fixture
+def state(app):
+    return app.extensions["bot"]
+
+
+@pytest.fixture
+def db(state) -> Database:
+    return state.db
+
+
+class WeChat:
+    """Plays the WeChat server against the app through Flask's test client."""
+
+    def __init__(self, client, clock: Clock):
+        self.client = client
+        self.clock = clock
+        self.server = WeChatServer(TOKEN, APPID, AES_KEY)
+        self._msg_ids = itertools.count(int(clock() * 1000))
+
+    def post(self, xml: str, aes: bool = False, **query):
+        request = self.server.sign(xml, aes=aes, timestamp=int(self.clock()))
+        params = {**request.params, **query}
+        response = self.client.post("/wechat", query_string=params, data=request.body)
+        return response, request
+
+    def send(self, xml: str, aes: bool = False):
+        """Post a message; return the reply fields (dict) or the plain text 'success'."""
+        response, request = self.post(xml, aes=aes)
+        assert response.status_code == 200, response.data
+        return self.server.read_reply(response.data, request)
+
+    def text(self, openid: str, content: str, aes: bool = False) -> str:
+        """Send a text message; return the reply's text ('success' when there is none)."""
+        reply = self.send(text_xml(openid, content, msg_id=next(self._msg_ids), create_time=int(self.clock())), aes=aes)
+        return reply if isinstance(reply, str) else reply["Content"]
+
+    def event(self, openid: str, event: str, key: str | None = None, aes: bool = False):
+        reply = self.send(event_xml(openid, event, key, create_time=int(self.clock()) + next(self._msg_ids) % 1000), aes=aes)
+        return reply if isinstance(reply, str) else reply.get("Content", reply)
+
+
+@pytest.fixture
+def wechat(app, clock) -> WeChat:
+    return WeChat(app.test_client(), clock)
+
+
+@pytest.fixture
+def rules_with(base_rules: Rules):
+    """Build rules that differ from config.yaml: ``rules_with(binding={"max_failures": 2})``."""
+
+    def build(**sections) -> Rules:
+        data = base_rules.model_dump(mode="json")
+        for section, values in sections.items():
+            if isinstance(values, dict) and isinstance(data.get(section), dict):
+                data[section] = {**data[section], **values}
+            else:
+                data[section] = values
+        return Rules.model_validate(data)
+
+    return build
+

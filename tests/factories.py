@@ -1,0 +1,32 @@
+"""Factories that build real rows; each call makes a new, unique member."""
+from __future__ import annotations
+
+import itertools
+from datetime import date
+
+from sqlalchemy.orm import Session
+
+from storage.members import birthday_key
+from storage.models import Member
+
+_numbers = itertools.count(1)
+
+
+def make_member(session: Session, **fields) -> Member:
+    """A member of tier D unless told otherwise; card_no and phone are unique per call."""
+    n = next(_numbers)
+    birthday = fields.pop("birthday", date(1990, 1, 1))
+    values = {
+        "card_no": f"T{n:07d}",
+        "name": f"会员{n}",
+        "phone": f"139{n:08d}",
+        "tier": "D",
+        "birthday": birthday,
+        "birthday_md": birthday_key(birthday),
+        "points_balance": 0,
+    }
+    values.update(fields)
+    member = Member(**values)
+    session.add(member)
+    session.flush()
+    return member
