@@ -167,8 +167,6 @@ class Fallbacks(Frozen):
 class Messages(Frozen):
     """Every member-facing text, rendered with ``{placeholder}`` fields."""
 
-    model_config = ConfigDict(frozen=True, extra="allow")
-
     welcome: str
     help: str
     unknown_text: str
@@ -187,16 +185,14 @@ class Messages(Frozen):
     nothing_to_cancel: str
     busy: str
 
-    @model_validator(mode="after")
-    def _templates_parse(self) -> "Messages":
-        for name, text in self:
-            if not isinstance(text, str):
-                raise ValueError(f"{name}: must be text")
-            try:
-                list(string.Formatter().parse(text))
-            except ValueError as exc:
-                raise ValueError(f"{name}: bad placeholder: {exc}") from exc
-        return self
+    @field_validator("*")
+    @classmethod
+    def _placeholders_parse(cls, text: str) -> str:
+        try:
+            list(string.Formatter().parse(text))
+        except ValueError as exc:
+            raise ValueError(f"bad placeholder: {exc}") from exc
+        return text
 
     def render(self, message_name: str, /, **values: Any) -> str:
         """Render a message; unknown placeholders stay visible instead of raising."""

@@ -6,6 +6,7 @@ import time
 from concurrent.futures import Future, TimeoutError as FutureTimeout
 
 from wechatpy.messages import BaseMessage, TextMessage
+from wechatpy.replies import create_reply
 
 from bot.context import Context
 from bot.state import BotState
@@ -28,14 +29,15 @@ def message_key(message: BaseMessage) -> str:
 def answer_once(state: BotState, message: BaseMessage) -> str | None:
     """Answer ``message``; WeChat's retries (any process) get the first answer and cause no new effects.
 
-    Returns the reply text, or None for "success" (no reply).
+    Returns the reply XML (byte for byte the first one, for every copy), or None for "success".
     """
     webhook = state.rules.webhook
     key = state.keys("reply", message_key(message))
     if state.redis.set(key, _PENDING, nx=True, ex=webhook.dedup_ttl_seconds):
         reply = _answer_within_budget(state, message, webhook.reply_budget_seconds)
-        state.redis.set(key, SUCCESS if reply is None else "T" + reply, ex=webhook.dedup_ttl_seconds)
-        return reply
+        xml = None if reply is None else create_reply(reply, message).render()
+        state.redis.set(key, SUCCESS if xml is None else "X" + xml, ex=webhook.dedup_ttl_seconds)
+        return xml
     return _wait_for_first_answer(state, key, webhook.reply_budget_seconds)
 
 
@@ -94,10 +96,12 @@ def choose_handler(ctx: Context) -> str | None:
     """The handler name for this message (setting ``ctx.args``), or None for no reply."""
     message, rules = ctx.message, ctx.rules
     router = ctx.state.router(rules)
-    if message.type == "event":
-        event = message.event
+    raw = message._data
+    if str(raw.get("MsgType", "")).lower() == "event":
+        # Read the raw fields: wechatpy parses events it does not know as UnknownMessage.
+        event = getattr(message, "event", None) or str(raw.get("Event", "")).lower()
         if event == "click":
-            match = router.match_click(message.key or "")
+            match = router.match_click(raw.get("EventKey") or "")
             if match:
                 return match.handler
         return rules.events.get(event)

@@ -9,7 +9,6 @@ from flask import Blueprint, Response, abort, current_app, jsonify, request
 from wechatpy import parse_message
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
-from wechatpy.replies import create_reply
 from wechatpy.utils import check_signature
 
 from bot.dispatch import SUCCESS, answer_once
@@ -58,10 +57,9 @@ def receive_message():
     if message is None:
         return Response("bad request: empty body\n", 400, mimetype="text/plain")
 
-    reply_text = answer_once(state, message)
-    if reply_text is None:
+    reply_xml = answer_once(state, message)
+    if reply_xml is None:
         return Response(SUCCESS, mimetype="text/plain")
-    reply_xml = create_reply(reply_text, message).render()
     if encrypted:
         reply_xml = _crypto(state).encrypt_message(reply_xml, nonce, timestamp)
     return Response(reply_xml, mimetype="application/xml")

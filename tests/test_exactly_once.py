@@ -1,0 +1,158 @@
+"""WeChat retries: the same message has its effects once and every copy gets the first answer."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import func, select
+
+from bot import create_app
+from bot.wire import WeChatServer, text_xml
+from handlers import HANDLERS
+from storage.db import Database
+from storage.models import Member, MemberChange
+from tests.conftest import AES_KEY, APPID, TOKEN
+from tests.factories import make_member
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_a_retried_bind_binds_once_and_repeats_the_first_answer(wechat, db):
+    with db.write() as session:
+        make_member(session, card_no="R0000001", phone="13900000001")
+    xml = text_xml("o-retry", "绑定 R0000001 13900000001", msg_id=4242)
+    replies = [wechat.send(xml)["Content"] for _ in range(3)]
+    assert replies[0] == replies[1] == replies[2]
+    assert "绑定成功" in replies[0]
+    with db.read() as session:
+        binds = session.scalar(select(func.count()).select_from(MemberChange).where(MemberChange.action == "bind"))
+    assert binds == 1
+
+
+def test_events_are_deduplicated_by_sender_time_and_event(wechat, db):
+    from bot.wire import event_xml
+
+    xml = event_xml("o-evt", "subscribe", create_time=1700000123)
+    assert wechat.send(xml) == wechat.send(xml)
+    other_time = event_xml("o-evt", "subscribe", create_time=1700000124)
+    assert "绑定" in wechat.send(other_time)["Content"]
+
+
+@pytest.fixture
+def slow_handler(app, rules_with, state):
+    """A route whose handler takes a while and counts its calls."""
+    calls = []
+
+    def slow(ctx):
+        calls.append(ctx.openid)
+        time.sleep(0.3)
+        return f"done {len(calls)}"
+
+    HANDLERS["slow_for_test"] = slow
+    routes = [r.model_dump() for r in state.rules.routes] + [{"handler": "slow_for_test", "exact": ["慢"]}]
+    state.rules_holder._rules = rules_with(routes=routes)
+    yield calls
+    del HANDLERS["slow_for_test"]
+
+
+def test_concurrent_copies_wait_for_the_first_answer(app, slow_handler, clock):
+    server = WeChatServer(TOKEN, APPID, AES_KEY)
+    request = server.sign(text_xml("o-slow", "慢", msg_id=5151), timestamp=int(clock()))
+    barrier = threading.Barrier(3)
+    answers: list[bytes] = []
+
+    def post() -> None:
+        client = app.test_client()
+        barrier.wait()
+        answers.append(client.post("/wechat", query_string=request.params, data=request.body).data)
+
+    threads = [threading.Thread(target=post) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(slow_handler) == 1
+    assert len(set(answers)) == 1
+    assert server.read_reply(answers[0], request)["Content"] == "done 1"
+
+
+# --------------------------------------------------------------------------- two worker processes
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def gunicorn_bot(db_url, redis_url, redis_client):
+    """The bot under gunicorn with two worker processes, on the test database and Redis."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": db_url,
+        "REDIS_URL": redis_url,
+        "REDIS_PREFIX": "test",
+        "WECHAT_TOKEN": TOKEN,
+        "WECHAT_APPID": APPID,
+        "WECHAT_SECRET": "test-secret",
+        "WECHAT_AES_KEY": AES_KEY,
+        "LOG_LEVEL": "WARNING",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}", "wsgi:app"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url + "/healthz", timeout=1).status_code == 200:
+                break
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    else:
+        process.kill()
+        pytest.fail("gunicorn did not start: " + process.stderr.read().decode()[-2000:])
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.mark.parametrize("aes", [False, True], ids=["plain", "aes"])
+def test_three_copies_through_two_workers_have_one_effect(gunicorn_bot, db_url, aes):
+    db = Database(db_url)
+    with db.write() as session:
+        make_member(session, card_no="G0000001", phone="13900000009")
+    server = WeChatServer(TOKEN, APPID, AES_KEY)
+    request = server.sign(text_xml("o-gunicorn", "绑定 G0000001 13900000009", msg_id=919191), aes=aes)
+    barrier = threading.Barrier(3)
+    responses: list[requests.Response] = []
+
+    def post() -> None:
+        with requests.Session() as http:
+            barrier.wait()
+            responses.append(http.post(gunicorn_bot + "/wechat", params=request.params, data=request.body, timeout=10))
+
+    threads = [threading.Thread(target=post) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [r.status_code for r in responses] == [200, 200, 200]
+    contents = {server.read_reply(r.content, request)["Content"] for r in responses}
+    assert len(contents) == 1 and "绑定成功" in contents.pop()
+    with db.read() as session:
+        member = session.scalar(select(Member).where(Member.card_no == "G0000001"))
+        binds = session.scalar(select(func.count()).select_from(MemberChange).where(MemberChange.action == "bind"))
+    assert member.openid == "o-gunicorn"
+    assert binds == 1
+    db.dispose()
