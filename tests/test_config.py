@@ -127,3 +127,18 @@ def test_production_needs_the_wechat_secrets():
 def test_load_rules_names_an_unreadable_file(tmp_path):
     with pytest.raises(ConfigError, match="cannot read"):
         load_rules(tmp_path / "missing.yaml")
+
+
+def test_the_cli_reports_a_bad_rules_file_in_force_without_a_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    bad_file = tmp_path / "config.yaml"
+    bad_file.write_text(GOOD.replace("min_spend: 20000", "min_spend: lots"), encoding="utf-8")
+    env = {**os.environ, "RULES_PATH": str(bad_file), "DATABASE_URL": f"sqlite:///{tmp_path / 'x.sqlite3'}"}
+    env.pop("REDIS_URL", None)
+    result = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "rules", "check"],
+                            cwd=DEFAULT_RULES_PATH.parent, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert f"{bad_file}, line {_line_of(bad_file.read_text(), 'min_spend: lots')}: tiers[2].min_spend" in result.stderr
+    assert "Traceback" not in result.stderr
