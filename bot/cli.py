@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from bot.config import ROOT, ConfigError, load_rules
 from bot.state import BotState
@@ -93,6 +93,7 @@ def staff_add(staff_id: str, name: str, openid: str | None, role: str) -> None:
 
 
 @click.command("serve")
+@with_appcontext
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
 def serve(host: str, port: int) -> None:
@@ -133,6 +134,7 @@ def seed_demo_data() -> None:
 
 
 @click.command("chat")
+@with_appcontext
 @click.option("--openid", default="demo-openid-0001", show_default=True, help="Who is typing.")
 @click.option("--aes", is_flag=True, help="Safe mode: encrypt messages and decrypt replies.")
 @click.option("--url", default="http://127.0.0.1:5000/wechat", show_default=True, help="The running webhook.")

@@ -235,3 +235,14 @@ def test_healthz_says_when_redis_is_down(settings, rules):
     response = app.test_client().get("/healthz")
     assert response.status_code == 503
     assert response.json["database"] == "ok" and response.json["redis"].startswith("error")
+
+
+def test_compatible_mode_body_with_both_plain_fields_and_encrypt(wechat, clock):
+    """Compatible mode sends the plain fields beside Encrypt; the encrypted copy is the one read."""
+    xml = text_xml("o-compat", "帮助", msg_id=313131, create_time=int(clock()))
+    request = wechat.server.sign(xml, aes=True, timestamp=int(clock()))
+    encrypt = xmltodict.parse(request.body)["xml"]["Encrypt"]
+    body = xml.replace("</xml>", f"<Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>")
+    response = wechat.client.post("/wechat", query_string=request.params, data=body)
+    assert response.status_code == 200
+    assert "可用指令" in wechat.server.read_reply(response.data, request)["Content"]
