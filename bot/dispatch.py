@@ -6,6 +6,7 @@ import time
 from concurrent.futures import Future, TimeoutError as FutureTimeout
 
 from wechatpy.messages import BaseMessage, TextMessage
+from redis.exceptions import RedisError
 from wechatpy.replies import create_reply
 
 from bot.context import Context
@@ -33,12 +34,21 @@ def answer_once(state: BotState, message: BaseMessage) -> str | None:
     """
     webhook = state.rules.webhook
     key = state.keys("reply", message_key(message))
-    if state.redis.set(key, _PENDING, nx=True, ex=webhook.dedup_ttl_seconds):
-        reply = _answer_within_budget(state, message, webhook.reply_budget_seconds)
-        xml = None if reply is None else create_reply(reply, message).render()
-        state.redis.set(key, SUCCESS if xml is None else "X" + xml, ex=webhook.dedup_ttl_seconds)
-        return xml
-    return _wait_for_first_answer(state, key, webhook.reply_budget_seconds)
+    try:
+        claimed = state.redis.set(key, _PENDING, nx=True, ex=webhook.dedup_ttl_seconds)
+    except RedisError:
+        # Better an answer without de-duplication than a 500 that makes WeChat retry anyway.
+        log.error("Redis unavailable: answering %s without de-duplication", message.source)
+        return _render(_answer_within_budget(state, message, webhook.reply_budget_seconds), message)
+    if not claimed:
+        return _wait_for_first_answer(state, key, webhook.reply_budget_seconds)
+    xml = _render(_answer_within_budget(state, message, webhook.reply_budget_seconds), message)
+    state.redis.set(key, SUCCESS if xml is None else "X" + xml, ex=webhook.dedup_ttl_seconds)
+    return xml
+
+
+def _render(reply: str | None, message: BaseMessage) -> str | None:
+    return None if reply is None else create_reply(reply, message).render()
 
 
 def _wait_for_first_answer(state: BotState, key: str, budget: float) -> str | None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import logging
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +23,15 @@ class Keys:
 def connect(url: str | None) -> redis.Redis:
     """A client for ``url``; without one, an in-process stand-in (one process only)."""
     if url:
-        return redis.Redis.from_url(url, decode_responses=True, socket_timeout=5, health_check_interval=30)
+        # Fail fast: a webhook has 5 s per message, and redis-py's default is 10 retries with backoff.
+        return redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_connect_timeout=1,
+            socket_timeout=2,
+            retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), 1),
+            health_check_interval=30,
+        )
     import fakeredis
 
     log.warning(

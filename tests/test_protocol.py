@@ -228,9 +228,9 @@ def test_healthz_reports_database_and_redis(app):
 
 
 def test_healthz_says_when_redis_is_down(settings, rules):
-    import redis
+    from storage.redis import connect
 
-    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    dead = connect("redis://127.0.0.1:1/0")
     app = create_app(settings, rules, redis_client=dead)
     response = app.test_client().get("/healthz")
     assert response.status_code == 503
@@ -246,3 +246,16 @@ def test_compatible_mode_body_with_both_plain_fields_and_encrypt(wechat, clock):
     response = wechat.client.post("/wechat", query_string=request.params, data=body)
     assert response.status_code == 200
     assert "可用指令" in wechat.server.read_reply(response.data, request)["Content"]
+
+
+def test_with_redis_down_members_still_get_an_answer(settings, rules, clock):
+    from bot.wire import WeChatServer
+    from storage.redis import connect
+
+    dead = connect("redis://127.0.0.1:1/0")
+    app = create_app(settings, rules, redis_client=dead, clock=clock)
+    server = WeChatServer("test-token", "wx-test-appid")
+    request = server.sign(text_xml("o-noredis", "你好", msg_id=606060), timestamp=int(clock()))
+    response = app.test_client().post("/wechat", query_string=request.params, data=request.body)
+    assert response.status_code == 200
+    assert server.read_reply(response.data, request)["MsgType"] == "text"
