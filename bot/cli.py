@@ -151,5 +151,7 @@ def chat(openid: str, aes: bool, url: str) -> None:
 
 def init_app(app: Flask) -> None:
     """Register the command groups on the app."""
-    for command in (rules_cli, db_cli, members_cli, staff_cli, serve, chat):
+    from bot import cli_points
+
+    for command in (rules_cli, db_cli, members_cli, staff_cli, serve, chat, *cli_points.COMMANDS):
         app.cli.add_command(command)

@@ -99,6 +99,7 @@ class SegmentRules(Frozen):
 
     window_days: int = Field(gt=0)  # the rolling window for spend and frequency
     frequent_purchases_per_year: Decimal = Field(ge=0)  # upgrade / stable threshold
+    lapsed_below_purchases: int = Field(ge=0)  # fewer purchases than this in the window: lapsed
     top_points_share: Decimal = Field(gt=0, le=1)  # "cumulative points in the top 10 %"
     active_min_visits: int = Field(ge=1)  # visits in the last year
     swinging_visits: int = Field(ge=1)
@@ -107,8 +108,20 @@ class SegmentRules(Frozen):
     churned_after_days: int = Field(gt=0)
 
 
+class LedgerKindNames(Frozen):
+    """How each kind of ledger entry is named to members."""
+
+    earn: str
+    redeem: str
+    expire: str
+    adjust: str
+    reverse: str
+
+
 class PointsRules(Frozen):
     expiry_reminder_days: int = Field(ge=0)
+    history_length: int = Field(ge=1, le=50)  # entries shown by 积分明细
+    kind_names: LedgerKindNames
 
 
 class RetentionRules(Frozen):
@@ -184,6 +197,14 @@ class Messages(Frozen):
     dialog_cancelled: str
     nothing_to_cancel: str
     busy: str
+    points_summary: str
+    points_expiring: str
+    points_no_expiry: str
+    points_next_tier: str
+    points_top_tier: str
+    history_header: str
+    history_line: str
+    history_empty: str
 
     @field_validator("*")
     @classmethod

@@ -6,7 +6,7 @@ and add a route for it in config.yaml.
 from __future__ import annotations
 
 from bot.context import Handler
-from handlers import help, membership
+from handlers import help, membership, points
 
 HANDLERS: dict[str, Handler] = {
     # membership
@@ -14,6 +14,9 @@ HANDLERS: dict[str, Handler] = {
     "unfollow": membership.unfollow,
     "bind": membership.bind,
     "unbind": membership.unbind,
+    # points
+    "points": points.points,
+    "history": points.history,
     # help and fallbacks
     "help": help.show_help,
     "unknown_text": help.unknown_text,

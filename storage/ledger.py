@@ -6,12 +6,16 @@ below zero (and a CHECK constraint behind it), so concurrent spends cannot overd
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, and_, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from storage.models import LedgerEntry, Member, utcnow
+
+BATCH = 5000  # members per statement in bulk operations: bounded memory and lock time
 
 
 class InsufficientPoints(Exception):
@@ -71,8 +75,12 @@ def deduct_points(
     note: str | None = None,
     idempotency_key: str | None = None,
     occurred_at: datetime | None = None,
+    first_lot_id: int | None = None,
 ) -> LedgerEntry | None:
-    """Take ``points`` away, oldest lots first; raise InsufficientPoints rather than go below zero."""
+    """Take ``points`` away, oldest lots first; raise InsufficientPoints rather than go below zero.
+
+    ``first_lot_id`` is consumed before the others (a refund takes back its own purchase's lot).
+    """
     if points <= 0:
         raise ValueError(f"points to deduct must be positive, got {points}")
     if kind not in ("redeem", "expire", "adjust", "reverse"):
@@ -89,7 +97,7 @@ def deduct_points(
     if result.rowcount != 1:
         balance = session.scalar(select(Member.points_balance).where(Member.id == member_id)) or 0
         raise InsufficientPoints(balance, points)
-    _consume_oldest_lots(session, member_id, points)
+    _consume_lots(session, member_id, points, first_lot_id)
     entry = LedgerEntry(
         member_id=member_id,
         kind=kind,
@@ -104,13 +112,19 @@ def deduct_points(
     return entry
 
 
-def _consume_oldest_lots(session: Session, member_id: int, points: int) -> None:
-    """Mark ``points`` of the member's open earn lots as used, the soonest to expire first."""
-    lots = session.scalars(
-        select(LedgerEntry)
-        .where(LedgerEntry.member_id == member_id, LedgerEntry.kind == "earn", LedgerEntry.remaining > 0)
-        .order_by(LedgerEntry.expires_on, LedgerEntry.id)
+def _consume_lots(session: Session, member_id: int, points: int, first_lot_id: int | None = None) -> None:
+    """Mark ``points`` of the member's open earn lots as used, the soonest to expire first.
+
+    Runs after the member row is locked by the balance UPDATE, so lots are not raced.
+    """
+    lots = list(
+        session.scalars(
+            select(LedgerEntry)
+            .where(LedgerEntry.member_id == member_id, LedgerEntry.kind == "earn", LedgerEntry.remaining > 0)
+            .order_by(LedgerEntry.expires_on, LedgerEntry.id)
+        )
     )
+    lots.sort(key=lambda lot: lot.id != first_lot_id)  # stable: the preferred lot first, then by age
     for lot in lots:
         if points <= 0:
             break
@@ -119,6 +133,210 @@ def _consume_oldest_lots(session: Session, member_id: int, points: int) -> None:
         points -= used
 
 
+def next_expiry(session: Session, member_id: int, today: date) -> tuple[int, date] | None:
+    """The points that expire next and the day they do, or None."""
+    open_lots = and_(
+        LedgerEntry.member_id == member_id, LedgerEntry.kind == "earn",
+        LedgerEntry.remaining > 0, LedgerEntry.expires_on >= today,
+    )
+    day = session.scalar(select(func.min(LedgerEntry.expires_on)).where(open_lots))
+    if day is None:
+        return None
+    points = session.scalar(select(func.sum(LedgerEntry.remaining)).where(open_lots, LedgerEntry.expires_on == day))
+    return int(points), day
+
+
+def recent_entries(session: Session, member_id: int, limit: int) -> list[LedgerEntry]:
+    """The member's latest ledger entries, newest first."""
+    return list(
+        session.scalars(
+            select(LedgerEntry).where(LedgerEntry.member_id == member_id)
+            .order_by(LedgerEntry.id.desc()).limit(limit)
+        )
+    )
+
+
 def ledger_sum(session: Session, member_id: int) -> int:
     """The balance computed from the ledger itself (the cache must equal it)."""
     return int(session.scalar(select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(LedgerEntry.member_id == member_id)))
+
+
+def adjust_points(
+    session: Session, member_id: int, points: int, *, note: str, idempotency_key: str | None = None
+) -> LedgerEntry | None:
+    """A manual correction: positive adds non-expiring points, negative deducts (never below zero)."""
+    if points < 0:
+        return deduct_points(session, member_id, -points, kind="adjust", note=note, idempotency_key=idempotency_key)
+    if points == 0:
+        raise ValueError("an adjustment of 0 points changes nothing")
+    if idempotency_key and find_entry(session, idempotency_key):
+        return None
+    entry = LedgerEntry(member_id=member_id, kind="adjust", amount=points, note=note, idempotency_key=idempotency_key)
+    session.add(entry)
+    session.execute(
+        update(Member).where(Member.id == member_id).values(points_balance=Member.points_balance + points)
+    )
+    session.flush()
+    return entry
+
+
+@dataclass(frozen=True)
+class Reversal:
+    entry: LedgerEntry | None
+    reversed_points: int
+    shortfall: int  # points already spent, which cannot be taken back
+
+
+def reverse_points(
+    session: Session, member_id: int, points: int, *, reference: str, idempotency_key: str,
+    lot_id: int | None = None,
+) -> Reversal:
+    """Take back up to ``points`` (a refund); what was already spent is reported as a shortfall."""
+    balance = _locked_balance(session, member_id)
+    taken = min(points, balance)
+    note = f"shortfall {points - taken}: already spent" if taken < points else None
+    entry = None
+    if taken > 0:
+        entry = deduct_points(session, member_id, taken, kind="reverse", reference=reference, note=note,
+                              idempotency_key=idempotency_key, first_lot_id=lot_id)
+    return Reversal(entry, taken, points - taken)
+
+
+def reset_points(session: Session, member_id: int, *, reason: str, idempotency_key: str) -> LedgerEntry | None:
+    """Expire a member's whole balance (retention policy); None if nothing to reset or done before."""
+    if find_entry(session, idempotency_key):
+        return None
+    balance = _locked_balance(session, member_id)
+    if balance <= 0:
+        return None
+    return deduct_points(session, member_id, balance, kind="expire", reference=reason,
+                         idempotency_key=idempotency_key)
+
+
+def _locked_balance(session: Session, member_id: int) -> int:
+    """The balance, with the member row locked until the transaction ends (PostgreSQL; SQLite is locked already)."""
+    return session.scalar(select(Member.points_balance).where(Member.id == member_id).with_for_update()) or 0
+
+
+def _member_batches(session: Session, member_ids: Select) -> Iterator[list[int]]:
+    """Keyset pages of member ids from ``member_ids`` (a SELECT of ids), each page locked in id order."""
+    last = 0
+    while True:
+        ids = list(
+            session.scalars(
+                select(Member.id)
+                .where(Member.id.in_(member_ids), Member.id > last)
+                .order_by(Member.id)
+                .limit(BATCH)
+                .with_for_update()
+            )
+        )
+        if not ids:
+            return
+        yield ids
+        last = ids[-1]
+
+
+def reset_points_bulk(session: Session, member_ids: Select, *, reason: str, key_prefix: str) -> int:
+    """Expire the whole balance of every member in ``member_ids``, set-based; returns members reset.
+
+    One 'expire' entry per member keyed ``key_prefix + member id``, so a rerun resets nobody twice
+    (and never zeroes points earned after the first run).
+    """
+    reset = 0
+    now = utcnow()
+    for ids in _member_batches(session, member_ids):
+        inserted = session.execute(
+            insert(LedgerEntry)
+            .from_select(
+                ["member_id", "kind", "amount", "remaining", "occurred_at", "reference", "idempotency_key"],
+                select(
+                    Member.id, literal("expire"), -Member.points_balance, literal(0), literal(now, LedgerEntry.occurred_at.type),
+                    literal(reason), literal(key_prefix) + func.cast(Member.id, LedgerEntry.idempotency_key.type),
+                ).where(
+                    Member.id.in_(ids),
+                    Member.points_balance > 0,
+                    ~select(LedgerEntry.id)
+                    .where(LedgerEntry.idempotency_key == literal(key_prefix) + func.cast(Member.id, LedgerEntry.idempotency_key.type))
+                    .exists(),
+                ),
+            )
+            .returning(LedgerEntry.member_id)
+        )
+        done = [row[0] for row in inserted]
+        if not done:
+            continue
+        session.execute(
+            update(LedgerEntry)
+            .where(LedgerEntry.member_id.in_(done), LedgerEntry.kind == "earn", LedgerEntry.remaining > 0)
+            .values(remaining=0)
+            .execution_options(synchronize_session=False)
+        )
+        session.execute(
+            update(Member).where(Member.id.in_(done)).values(points_balance=0).execution_options(synchronize_session=False)
+        )
+        reset += len(done)
+    return reset
+
+
+def expire_due_lots(session: Session, today: date) -> int:
+    """Expire every earn lot whose expiry date is before ``today``; returns the points expired."""
+    due = and_(LedgerEntry.kind == "earn", LedgerEntry.remaining > 0, LedgerEntry.expires_on < today)
+    members_due = select(LedgerEntry.member_id).where(due)
+    expired = 0
+    now = utcnow()
+    for ids in _member_batches(session, members_due):
+        in_batch = and_(due, LedgerEntry.member_id.in_(ids))
+        lots = select(LedgerEntry.member_id, LedgerEntry.remaining, LedgerEntry.id).where(in_batch).subquery()
+        total = session.scalar(select(func.coalesce(func.sum(lots.c.remaining), 0))) or 0
+        session.execute(
+            insert(LedgerEntry).from_select(
+                ["member_id", "kind", "amount", "remaining", "occurred_at", "reference", "idempotency_key"],
+                select(
+                    lots.c.member_id, literal("expire"), -lots.c.remaining, literal(0),
+                    literal(now, LedgerEntry.occurred_at.type),
+                    literal("lot ") + func.cast(lots.c.id, LedgerEntry.reference.type),
+                    literal("expire:lot:") + func.cast(lots.c.id, LedgerEntry.idempotency_key.type),
+                ),
+            )
+        )
+        per_member = (
+            select(func.sum(LedgerEntry.remaining))
+            .where(in_batch, LedgerEntry.member_id == Member.id)
+            .scalar_subquery()
+        )
+        session.execute(
+            update(Member).where(Member.id.in_(ids))
+            .values(points_balance=Member.points_balance - func.coalesce(per_member, 0))
+            .execution_options(synchronize_session=False)
+        )
+        session.execute(update(LedgerEntry).where(in_batch).values(remaining=0)
+                        .execution_options(synchronize_session=False))
+        expired += int(total)
+    return expired
+
+
+@dataclass(frozen=True)
+class BalanceMismatch:
+    member_id: int
+    card_no: str
+    cached: int
+    ledger: int
+
+
+def check_balances(session: Session) -> list[BalanceMismatch]:
+    """Members whose cached balance differs from the sum of their ledger (should be none)."""
+    sums = (
+        select(LedgerEntry.member_id, func.sum(LedgerEntry.amount).label("total"))
+        .group_by(LedgerEntry.member_id)
+        .subquery()
+    )
+    ledger_total = func.coalesce(sums.c.total, 0)
+    rows = session.execute(
+        select(Member.id, Member.card_no, Member.points_balance, ledger_total)
+        .outerjoin(sums, sums.c.member_id == Member.id)
+        .where(Member.points_balance != ledger_total)
+        .order_by(Member.id)
+        .limit(1000)
+    )
+    return [BalanceMismatch(*row) for row in rows]

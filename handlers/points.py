@@ -1,0 +1,63 @@
+"""Points: balance, tier and what expires next; the latest ledger entries."""
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from bot.context import Context, member_required
+from storage import ledger, tiers
+
+
+def format_points(points: int) -> str:
+    return f"{points:,}"
+
+
+def format_money(amount: Decimal) -> str:
+    return f"{amount:,.2f}"
+
+
+@member_required
+def points(ctx: Context) -> str:
+    """Balance, tier name, the next points to expire, and the spend still needed for the next tier."""
+    member, rules = ctx.member, ctx.rules
+    today = ctx.now.astimezone(rules.zone).date()
+    tier = rules.tier(member.tier)
+    higher = rules.next_tier(member.tier)
+    with ctx.db.read() as session:
+        expiring = ledger.next_expiry(session, member.id, today)
+        spend = tiers.window_spend(session, member.id, rules, today) if higher else None
+    if expiring:
+        expiry = ctx.text("points_expiring", points=format_points(expiring[0]), date=expiring[1].isoformat())
+    else:
+        expiry = ctx.text("points_no_expiry")
+    if higher is None:
+        next_tier = ctx.text("points_top_tier")
+    else:
+        needed = max(higher.min_spend - spend, Decimal(0))
+        next_tier = ctx.text("points_next_tier", spend=format_money(spend), needed=format_money(needed),
+                             next_tier_name=higher.name)
+    return ctx.text("points_summary", name=member.name, tier_name=tier.name, card_no=member.card_no,
+                    balance=format_points(member.points_balance), expiry=expiry, next_tier=next_tier)
+
+
+@member_required
+def history(ctx: Context) -> str:
+    """The latest ledger entries: date, kind and signed amount."""
+    rules = ctx.rules
+    with ctx.db.read() as session:
+        entries = ledger.recent_entries(session, ctx.member.id, rules.points.history_length)
+    if not entries:
+        return ctx.text("history_empty")
+    lines = [ctx.text("history_header", count=len(entries))]
+    for entry in entries:
+        lines.append(ctx.text(
+            "history_line",
+            date=_local_date(entry.occurred_at, ctx),
+            kind=getattr(rules.points.kind_names, entry.kind),
+            amount=f"{entry.amount:+,}",
+        ))
+    return "\n".join(lines)
+
+
+def _local_date(moment: datetime, ctx: Context) -> str:
+    return moment.astimezone(ctx.rules.zone).date().isoformat()

@@ -1,0 +1,246 @@
+"""Purchases from the store systems: validated, recorded once per receipt, earning points; refunds."""
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from bot.config import Rules
+from storage import ledger
+from storage.members import find_by_card, record_change
+from storage.models import LedgerEntry, Member, Purchase, utcnow
+
+FIELDS = ("receipt_no", "card_no", "amount", "purchased_at", "store")
+MAX_AMOUNT = Decimal("9999999999.99")  # what Numeric(12, 2) holds
+FUTURE_TOLERANCE = timedelta(hours=1)  # store clocks drift; a day ahead is a data error
+
+
+class FieldError(ValueError):
+    """A purchase field is missing or wrong; ``field`` names it."""
+
+    def __init__(self, field_name: str, message: str):
+        super().__init__(f"{field_name}: {message}")
+        self.field = field_name
+
+
+@dataclass(frozen=True)
+class PurchaseIn:
+    receipt_no: str
+    card_no: str
+    amount: Decimal
+    purchased_at: datetime  # aware
+    store: str
+
+
+def parse_purchase(raw: Mapping[str, Any], rules: Rules, now: datetime | None = None) -> PurchaseIn:
+    """Validate one purchase (a CSV row or a JSON object) or raise FieldError naming the field."""
+    if not isinstance(raw, Mapping):
+        raise FieldError("purchase", "must be an object with " + ", ".join(FIELDS))
+    unknown = sorted(set(raw) - set(FIELDS) - {None})
+    if unknown:
+        raise FieldError(unknown[0], "unknown field")
+
+    def text(name: str, limit: int) -> str:
+        value = raw.get(name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise FieldError(name, "is required")
+        if not isinstance(value, (str, int)) or isinstance(value, bool):
+            raise FieldError(name, "must be text")
+        value = str(value).strip()
+        if len(value) > limit:
+            raise FieldError(name, f"must be at most {limit} characters")
+        return value
+
+    receipt_no = text("receipt_no", 64)
+    card_no = text("card_no", 32).upper()
+    store = text("store", 64)
+    amount = _amount(raw.get("amount"))
+    purchased_at = _timestamp(raw.get("purchased_at"), rules)
+    if purchased_at > (now or utcnow()) + FUTURE_TOLERANCE:
+        raise FieldError("purchased_at", f"{raw.get('purchased_at')} is in the future")
+    return PurchaseIn(receipt_no, card_no, amount, purchased_at, store)
+
+
+def _amount(value: Any) -> Decimal:
+    if value is None or value == "":
+        raise FieldError("amount", "is required")
+    if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
+        raise FieldError("amount", "must be a number ≥ 0")
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise FieldError("amount", f"{value!r} is not a number") from None
+    if not amount.is_finite() or amount < 0:
+        raise FieldError("amount", "must be a number ≥ 0")
+    if amount != amount.quantize(Decimal("0.01")):
+        raise FieldError("amount", f"{value} has more than 2 decimal places")
+    if amount > MAX_AMOUNT:
+        raise FieldError("amount", f"must be at most {MAX_AMOUNT}")
+    return amount.quantize(Decimal("0.01"))
+
+
+def _timestamp(value: Any, rules: Rules) -> datetime:
+    if not value or not isinstance(value, str):
+        raise FieldError("purchased_at", "is required, as ISO 8601 text")
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise FieldError("purchased_at", f"{value!r} is not an ISO 8601 date and time") from None
+    if moment.tzinfo is None:  # the stores' local time
+        moment = moment.replace(tzinfo=rules.zone)
+    return moment.astimezone(timezone.utc)
+
+
+@dataclass(frozen=True)
+class PurchaseResult:
+    receipt_no: str
+    status: str  # created | duplicate | refused
+    reason: str | None = None
+    points: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"receipt_no": self.receipt_no, "status": self.status}
+        if self.reason:
+            out["reason"] = self.reason
+        if self.status == "created":
+            out["points"] = self.points
+        return out
+
+
+def points_for(amount: Decimal, rate: Decimal) -> int:
+    """Points earned: amount × rate, rounded down."""
+    return math.floor(amount * rate)
+
+
+def record_purchase(session: Session, purchase: PurchaseIn, rules: Rules, actor: str = "api") -> PurchaseResult:
+    """Record a purchase once per receipt number and award its points (an earn lot)."""
+    existing = session.scalar(select(Purchase).where(Purchase.receipt_no == purchase.receipt_no))
+    if existing is not None:
+        return _duplicate(session, existing, purchase)
+    member = find_by_card(session, purchase.card_no)
+    if member is None:
+        return PurchaseResult(purchase.receipt_no, "refused", f"card_no {purchase.card_no} is not a known member")
+    tier = rules.tier(member.tier)
+    points = points_for(purchase.amount, tier.points_rate)
+    try:
+        with session.begin_nested():  # a concurrent copy of the same receipt loses here
+            row = Purchase(
+                receipt_no=purchase.receipt_no, member_id=member.id, amount=purchase.amount,
+                purchased_at=purchase.purchased_at, store=purchase.store, points_earned=points,
+            )
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        existing = session.scalar(select(Purchase).where(Purchase.receipt_no == purchase.receipt_no))
+        return _duplicate(session, existing, purchase)
+    if points > 0:
+        purchase_day = purchase.purchased_at.astimezone(rules.zone).date()
+        ledger.award_points(
+            session, member.id, points,
+            expires_on=purchase_day + timedelta(days=tier.points_valid_days),
+            reference=purchase.receipt_no, idempotency_key=f"purchase:{purchase.receipt_no}",
+            occurred_at=purchase.purchased_at,
+        )
+    record_change(session, member.id, "purchase", actor, f"{purchase.receipt_no} {purchase.amount} CNY")
+    return PurchaseResult(purchase.receipt_no, "created", points=points)
+
+
+def _duplicate(session: Session, existing: Purchase, purchase: PurchaseIn) -> PurchaseResult:
+    member_card = find_card(session, existing.member_id)
+    same = existing.amount == purchase.amount and member_card == purchase.card_no
+    if same:
+        return PurchaseResult(purchase.receipt_no, "duplicate")
+    return PurchaseResult(
+        purchase.receipt_no, "refused",
+        f"receipt_no {purchase.receipt_no} was already recorded with another card or amount",
+    )
+
+
+def find_card(session: Session, member_id: int) -> str | None:
+    return session.scalar(select(Member.card_no).where(Member.id == member_id))
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    receipt_no: str
+    status: str  # refunded | already_refunded | not_found
+    points_reversed: int = 0
+    shortfall: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"receipt_no": self.receipt_no, "status": self.status}
+        if self.status == "refunded":
+            out.update(points_reversed=self.points_reversed, shortfall=self.shortfall)
+        return out
+
+
+def refund_purchase(session: Session, receipt_no: str, actor: str = "api") -> RefundResult:
+    """Mark a purchase refunded and take back its points (what is left of them; never below zero)."""
+    purchase = session.scalar(select(Purchase).where(Purchase.receipt_no == receipt_no).with_for_update())
+    if purchase is None:
+        return RefundResult(receipt_no, "not_found")
+    if purchase.refunded_at is not None:
+        return RefundResult(receipt_no, "already_refunded")
+    purchase.refunded_at = utcnow()
+    reversal = ledger.Reversal(None, 0, 0)
+    if purchase.points_earned > 0:
+        lot = session.scalar(select(LedgerEntry.id).where(LedgerEntry.idempotency_key == f"purchase:{receipt_no}"))
+        reversal = ledger.reverse_points(
+            session, purchase.member_id, purchase.points_earned,
+            reference=receipt_no, idempotency_key=f"refund:{receipt_no}", lot_id=lot,
+        )
+    record_change(session, purchase.member_id, "refund", actor, f"{receipt_no}, {reversal.reversed_points} points back")
+    return RefundResult(receipt_no, "refunded", reversal.reversed_points, reversal.shortfall)
+
+
+# --------------------------------------------------------------------------- CSV
+
+
+@dataclass
+class PurchaseImportReport:
+    results: list[PurchaseResult] = field(default_factory=list)
+    errors: list[tuple[int, str]] = field(default_factory=list)  # (line, reason)
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.results if r.status == status)
+
+    def summary(self) -> str:
+        return (
+            f"{self.count('created')} created, {self.count('duplicate')} duplicate, "
+            f"{len(self.errors)} refused"
+        )
+
+
+def import_purchases(session: Session, lines: Iterable[str], rules: Rules, actor: str = "cli") -> PurchaseImportReport:
+    """Record purchases from CSV text; bad rows are reported with their line, good rows kept."""
+    report = PurchaseImportReport()
+    reader = csv.DictReader(lines)
+    missing = [c for c in FIELDS if c not in (reader.fieldnames or [])]
+    if missing:
+        report.errors.append((1, f"header lacks column(s): {', '.join(missing)}"))
+        return report
+    for raw in reader:
+        line = reader.line_num
+        if None in raw:
+            report.errors.append((line, "more fields than the header has columns"))
+            continue
+        try:
+            purchase = parse_purchase(raw, rules)
+        except FieldError as exc:
+            report.errors.append((line, str(exc)))
+            continue
+        result = record_purchase(session, purchase, rules, actor)
+        if result.status == "refused":
+            report.errors.append((line, result.reason or "refused"))
+        else:
+            report.results.append(result)
+    return report
+

@@ -1,0 +1,279 @@
+"""Tier, segment and activity of members (DOMAIN.md: Tiers; seed 000 第五节 四, seed 001 11.2).
+
+``evaluate_member`` is the rule, pure and table-tested. ``evaluate_all`` and ``tier_changes``
+apply the same rule to every member in SQL (one pass, nothing loaded into Python), and a
+test proves both agree on the same data.
+
+Conventions: "the last N days" are the local dates (rules' time zone) after today − N;
+visits are purchases; refunded purchases do not count; "cumulative points" are all points
+ever earned.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal
+
+from sqlalchemy import Select, and_, case, func, literal, select, update
+from sqlalchemy.orm import Session
+
+from bot.config import Rules
+from storage.models import LedgerEntry, Member, Purchase, utcnow
+
+YEAR_DAYS = 365
+
+
+@dataclass(frozen=True)
+class MemberFacts:
+    tier: str  # the member's current tier
+    spend: Decimal  # over the evaluation window
+    purchases: int  # over the evaluation window
+    visits_last_year: int
+    last_purchase_on: date | None  # local date
+    earned_points: int  # ever
+    top_points: bool  # earned_points among the top ``top_points_share`` of members
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    tier: str
+    tier_reason: str
+    segment: str  # upgrade | stable | retention | lapsed
+    segment_reason: str
+    activity: str  # active | swinging | trending | churned
+    activity_reason: str
+
+
+def earned_tier(spend: Decimal, rules: Rules) -> str:
+    """The highest tier whose spend threshold ``spend`` reaches."""
+    reached = [t for t in rules.tiers if spend >= t.min_spend]
+    return reached[-1].id
+
+
+def evaluate_member(facts: MemberFacts, rules: Rules, today: date) -> Evaluation:
+    """Classify one member. Every threshold comes from ``rules``."""
+    seg = rules.segments
+    tier = earned_tier(facts.spend, rules)
+    tier_reason = (
+        f"spend {facts.spend} CNY in the last {seg.window_days} days reaches "
+        f"{rules.tier(tier).name} (≥ {rules.tier(tier).min_spend})"
+    )
+    # frequency per year ≥ threshold, kept in integers: purchases * 365 ≥ threshold * window
+    frequent = facts.purchases * YEAR_DAYS >= seg.frequent_purchases_per_year * seg.window_days
+    per_year = Decimal(facts.purchases * YEAR_DAYS) / seg.window_days
+    has_higher_tier = rules.next_tier(facts.tier) is not None
+    top = f"cumulative points {facts.earned_points} in the top {seg.top_points_share:.0%}"
+    if facts.purchases == 0:
+        if facts.top_points:
+            segment, why = "retention", f"no purchase in {seg.window_days} days but {top}"
+        else:
+            segment, why = "lapsed", f"no purchase in {seg.window_days} days"
+    elif frequent or facts.top_points:
+        because = f"{per_year:.1f} purchases a year" if frequent else top
+        if has_higher_tier:
+            segment, why = "upgrade", f"{because} and a higher tier exists"
+        else:
+            segment, why = "stable", f"{because}, already in the top tier"
+    elif facts.purchases < seg.lapsed_below_purchases:
+        segment, why = "lapsed", f"{facts.purchases} purchase(s) in {seg.window_days} days"
+    else:
+        segment, why = "stable", f"{facts.purchases} purchases in {seg.window_days} days"
+
+    activity, activity_why = _activity(facts, rules, today)
+    return Evaluation(tier, tier_reason, segment, why, activity, activity_why)
+
+
+def _activity(facts: MemberFacts, rules: Rules, today: date) -> tuple[str, str]:
+    seg = rules.segments
+    visits = facts.visits_last_year
+    if visits >= seg.active_min_visits:
+        return "active", f"{visits} visits in the last year"
+    if visits >= seg.swinging_visits:
+        return "swinging", f"{visits} visits in the last year"
+    age = None if facts.last_purchase_on is None else (today - facts.last_purchase_on).days
+    if age is None or age >= seg.churned_after_days:
+        return "churned", f"no visit in the last {seg.churned_after_days} days"
+    if age >= seg.trending_from_days:
+        return "trending", f"one visit, {age} days ago"
+    # One visit within the last few months: engaged but not yet regular (the seeds do not say).
+    return "swinging", f"one recent visit, {age} days ago"
+
+
+# --------------------------------------------------------------------------- SQL versions
+
+
+def local_midnight(day: date, rules: Rules) -> datetime:
+    """The UTC instant at which ``day`` starts in the rules' time zone."""
+    return datetime.combine(day, time(0), rules.zone).astimezone(timezone.utc)
+
+
+def _since(today: date, days: int, rules: Rules) -> datetime:
+    """Start of "the last ``days`` days" (dates after today − days)."""
+    return local_midnight(today - timedelta(days=days - 1), rules)
+
+
+def _purchase_facts(rules: Rules, today: date):
+    """Per member: spend and purchases over the window, visits in the last year, last purchase."""
+    window_start = _since(today, rules.segments.window_days, rules)
+    year_start = _since(today, YEAR_DAYS, rules)
+    return (
+        select(
+            Purchase.member_id.label("member_id"),
+            func.sum(case((Purchase.purchased_at >= window_start, Purchase.amount), else_=0)).label("spend"),
+            func.sum(case((Purchase.purchased_at >= window_start, 1), else_=0)).label("purchases"),
+            func.sum(case((Purchase.purchased_at >= year_start, 1), else_=0)).label("visits"),
+            func.max(Purchase.purchased_at).label("last_at"),
+        )
+        .where(Purchase.refunded_at.is_(None))
+        .group_by(Purchase.member_id)
+        .subquery("p")
+    )
+
+
+def _earned_points():
+    return (
+        select(LedgerEntry.member_id.label("member_id"), func.sum(LedgerEntry.amount).label("earned"))
+        .where(LedgerEntry.kind == "earn")
+        .group_by(LedgerEntry.member_id)
+        .subquery("e")
+    )
+
+
+def window_spend(session: Session, member_id: int, rules: Rules, today: date) -> Decimal:
+    """What the member spent over the evaluation window (refunds excluded)."""
+    spent = session.scalar(
+        select(func.sum(Purchase.amount)).where(
+            Purchase.member_id == member_id,
+            Purchase.refunded_at.is_(None),
+            Purchase.purchased_at >= _since(today, rules.segments.window_days, rules),
+        )
+    )
+    return Decimal(spent or 0).quantize(Decimal("0.01"))
+
+
+def points_cutoff(session: Session, rules: Rules) -> int | None:
+    """The least cumulative points still in the top share of all members (None: nobody is)."""
+    members = session.scalar(select(func.count()).select_from(Member)) or 0
+    rank = int(members * rules.segments.top_points_share)
+    if rank < 1:
+        return None
+    earned = _earned_points()
+    ranked = select(earned.c.earned).where(earned.c.earned > 0).order_by(earned.c.earned.desc())
+    cutoff = session.scalar(ranked.offset(rank - 1).limit(1))
+    if cutoff is None:  # fewer earners than the top share: every earner is in it
+        cutoff = session.scalar(select(func.min(earned.c.earned)).where(earned.c.earned > 0))
+    return int(cutoff) if cutoff is not None else None
+
+
+def member_facts(session: Session, member: Member, rules: Rules, today: date, cutoff: int | None) -> MemberFacts:
+    """The facts of one member, from the same queries the set-based pass uses."""
+    p = _purchase_facts(rules, today)
+    e = _earned_points()
+    row = session.execute(select(p.c.spend, p.c.purchases, p.c.visits, p.c.last_at).where(p.c.member_id == member.id)).first()
+    earned = session.scalar(select(e.c.earned).where(e.c.member_id == member.id)) or 0
+    spend, purchases, visits, last_at = row if row else (Decimal(0), 0, 0, None)
+    if last_at is not None and last_at.tzinfo is None:  # raw aggregate: stored as naive UTC
+        last_at = last_at.replace(tzinfo=timezone.utc)
+    return MemberFacts(
+        tier=member.tier,
+        spend=Decimal(spend or 0).quantize(Decimal("0.01")),
+        purchases=int(purchases or 0),
+        visits_last_year=int(visits or 0),
+        last_purchase_on=last_at.astimezone(rules.zone).date() if last_at else None,
+        earned_points=int(earned),
+        top_points=cutoff is not None and earned > 0 and earned >= cutoff,
+    )
+
+
+def _earned_tier_sql(spend, rules: Rules):
+    whens = [(spend >= tier.min_spend, tier.id) for tier in reversed(rules.tiers[1:])]
+    return case(*whens, else_=rules.tiers[0].id)
+
+
+def _classify_sql(p, earned, rules: Rules, today: date, cutoff: int | None):
+    """SQL CASE expressions mirroring evaluate_member (segment, activity)."""
+    seg = rules.segments
+    purchases = func.coalesce(p.c.purchases, 0)
+    visits = func.coalesce(p.c.visits, 0)
+    top = and_(earned > 0, earned >= cutoff) if cutoff is not None else literal(False)
+    frequent = purchases * YEAR_DAYS >= seg.frequent_purchases_per_year * seg.window_days
+    top_tier_ids = [rules.tiers[-1].id]
+    segment = case(
+        (and_(purchases == 0, top), "retention"),
+        (purchases == 0, "lapsed"),
+        ((frequent | top) & Member.tier.not_in(top_tier_ids), "upgrade"),
+        (frequent | top, "stable"),
+        (purchases < seg.lapsed_below_purchases, "lapsed"),
+        else_="stable",
+    )
+
+    def aged(days: int):  # the last purchase is at least ``days`` days old
+        return p.c.last_at < local_midnight(today - timedelta(days=days - 1), rules)
+
+    activity = case(
+        (visits >= seg.active_min_visits, "active"),
+        (visits >= seg.swinging_visits, "swinging"),
+        (p.c.last_at.is_(None) | aged(seg.churned_after_days), "churned"),
+        (aged(seg.trending_from_days), "trending"),
+        else_="swinging",
+    )
+    return segment, activity
+
+
+@dataclass(frozen=True)
+class EvaluationStats:
+    members: int
+    segments: dict[str, int]
+    activities: dict[str, int]
+    points_cutoff: int | None
+
+
+def evaluate_all(session: Session, rules: Rules, today: date) -> EvaluationStats:
+    """Write segment and activity of every member in one UPDATE (the tier is left to tier_changes)."""
+    cutoff = points_cutoff(session, rules)
+    p = _purchase_facts(rules, today)
+    e = _earned_points()
+    facts = (
+        select(Member.id.label("id"), p.c.purchases, p.c.visits, p.c.last_at, e.c.earned)
+        .outerjoin(p, p.c.member_id == Member.id)
+        .outerjoin(e, e.c.member_id == Member.id)
+        .subquery("f")
+    )
+    segment, activity = _classify_sql(facts, func.coalesce(facts.c.earned, 0), rules, today, cutoff)
+    session.execute(
+        update(Member)
+        .where(Member.id == facts.c.id)
+        .values(segment=segment, activity=activity, evaluated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    segments = dict(session.execute(select(Member.segment, func.count()).group_by(Member.segment)).all())
+    activities = dict(session.execute(select(Member.activity, func.count()).group_by(Member.activity)).all())
+    return EvaluationStats(sum(segments.values()), segments, activities, cutoff)
+
+
+@dataclass(frozen=True)
+class TierChange:
+    member_id: int
+    card_no: str
+    old_tier: str
+    new_tier: str
+
+
+def tier_changes_query(rules: Rules, today: date) -> Select:
+    """Members whose earned tier (spend over the window) differs from their tier."""
+    p = _purchase_facts(rules, today)
+    earned = _earned_tier_sql(func.coalesce(p.c.spend, 0), rules)
+    return (
+        select(Member.id, Member.card_no, Member.tier, earned.label("new_tier"))
+        .outerjoin(p, p.c.member_id == Member.id)
+        .where(earned != Member.tier)
+        .order_by(Member.id)
+    )
+
+
+def tier_changes(session: Session, rules: Rules, today: date) -> Iterator[TierChange]:
+    """Stream the tier changes the rules call for; the caller applies them."""
+    rows = session.execute(tier_changes_query(rules, today).execution_options(yield_per=1000))
+    for member_id, card_no, old, new in rows:
+        yield TierChange(member_id, card_no, old, new)

@@ -1,0 +1,129 @@
+"""Purchases in from the stores: validation, points by tier, idempotency, refunds, CSV import."""
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select
+
+from storage import purchases
+from storage.db import Database
+from storage.members import find_by_card
+from storage.models import LedgerEntry, Purchase
+from storage.purchases import FieldError, parse_purchase
+from tests.factories import make_member
+
+GOOD = {"receipt_no": "R1", "card_no": "b0000001", "amount": "1999.99",
+        "purchased_at": "2026-11-01T10:00:00", "store": "上海南京路店"}
+
+
+@pytest.fixture
+def db(db_url) -> Database:
+    database = Database(db_url)
+    yield database
+    database.dispose()
+
+
+def test_a_purchase_without_offset_is_shanghai_time(rules):
+    purchase = parse_purchase(GOOD, rules)
+    assert purchase.purchased_at == datetime(2026, 11, 1, 2, 0, tzinfo=timezone.utc)
+    assert purchase.card_no == "B0000001" and purchase.amount == Decimal("1999.99")
+    with_offset = parse_purchase({**GOOD, "purchased_at": "2026-11-01T10:00:00+00:00"}, rules)
+    assert with_offset.purchased_at.hour == 10
+
+
+@pytest.mark.parametrize(
+    "change,field,message",
+    [
+        ({"amount": "-1"}, "amount", "must be a number ≥ 0"),
+        ({"amount": "abc"}, "amount", "is not a number"),
+        ({"amount": "1.234"}, "amount", "more than 2 decimal places"),
+        ({"amount": True}, "amount", "must be a number"),
+        ({"amount": None}, "amount", "is required"),
+        ({"purchased_at": "yesterday"}, "purchased_at", "is not an ISO 8601"),
+        ({"purchased_at": "2099-01-01T00:00:00"}, "purchased_at", "is in the future"),
+        ({"receipt_no": ""}, "receipt_no", "is required"),
+        ({"store": "x" * 65}, "store", "at most 64"),
+        ({"colour": "red"}, "colour", "unknown field"),
+    ],
+)
+def test_bad_fields_are_named(rules, change, field, message):
+    with pytest.raises(FieldError) as bad:
+        parse_purchase({**GOOD, **change}, rules)
+    assert bad.value.field == field and message in str(bad.value)
+
+
+def test_points_are_amount_times_the_tier_rate_rounded_down(db, rules):
+    with db.write() as session:
+        make_member(session, card_no="B0000001", tier="B")  # rate 1.2
+        result = purchases.record_purchase(session, parse_purchase(GOOD, rules), rules)
+    assert (result.status, result.points) == ("created", 2399)  # 1999.99 × 1.2 = 2399.988
+    with db.read() as session:
+        lot = session.scalar(select(LedgerEntry).where(LedgerEntry.kind == "earn"))
+        assert lot.amount == 2399 and lot.reference == "R1"
+        assert lot.expires_on == date(2028, 10, 31)  # purchase day + 730 days
+        assert find_by_card(session, "B0000001").points_balance == 2399
+
+
+def test_the_same_receipt_twice_is_a_duplicate_and_earns_once(db, rules):
+    with db.write() as session:
+        make_member(session, card_no="B0000001", tier="B")
+    for expected in ("created", "duplicate"):
+        with db.write() as session:
+            assert purchases.record_purchase(session, parse_purchase(GOOD, rules), rules).status == expected
+    with db.write() as session:
+        clash = purchases.record_purchase(session, parse_purchase({**GOOD, "amount": "5"}, rules), rules)
+    assert clash.status == "refused" and "already recorded with another card or amount" in clash.reason
+    with db.read() as session:
+        assert find_by_card(session, "B0000001").points_balance == 2399
+
+
+def test_an_unknown_card_is_refused(db, rules):
+    with db.write() as session:
+        result = purchases.record_purchase(session, parse_purchase(GOOD, rules), rules)
+    assert result.status == "refused" and "B0000001 is not a known member" in result.reason
+    with db.read() as session:
+        assert session.scalar(select(Purchase.id)) is None
+
+
+def test_refund_reverses_the_points_left(db, rules):
+    from storage import ledger
+
+    with db.write() as session:
+        member = make_member(session, card_no="B0000001", tier="B")
+        purchases.record_purchase(session, parse_purchase(GOOD, rules), rules)
+        ledger.deduct_points(session, member.id, 2000)  # spent most of it on a gift
+    with db.write() as session:
+        refund = purchases.refund_purchase(session, "R1")
+    assert (refund.status, refund.points_reversed, refund.shortfall) == ("refunded", 399, 2000)
+    with db.write() as session:
+        assert purchases.refund_purchase(session, "R1").status == "already_refunded"
+        assert purchases.refund_purchase(session, "NOPE").status == "not_found"
+    with db.read() as session:
+        assert find_by_card(session, "B0000001").points_balance == 0
+        assert ledger.check_balances(session) == []
+
+
+def test_csv_import_keeps_good_rows_and_is_idempotent(app, state, tmp_path):
+    with state.db.write() as session:
+        make_member(session, card_no="C0000001", tier="C")
+    path = tmp_path / "purchases.csv"
+    path.write_text(
+        "receipt_no,card_no,amount,purchased_at,store\n"
+        "P1,C0000001,100.50,2026-10-01T12:00:00+08:00,S1\n"
+        "P2,C0000001,12.5x,2026-10-02T12:00:00,S1\n"
+        "P3,NOBODY,10,2026-10-02T12:00:00,S1\n"
+        "P4,C0000001,20,2026-10-03 09:30,S2\n",
+        encoding="utf-8",
+    )
+    runner = app.test_cli_runner()
+    first = runner.invoke(args=["purchases", "import", str(path)])
+    assert first.exit_code == 1
+    assert f"{path}, line 3: amount: '12.5x' is not a number" in first.output
+    assert f"{path}, line 4: card_no NOBODY is not a known member" in first.output
+    assert "2 created, 0 duplicate, 2 refused" in first.output
+    again = runner.invoke(args=["purchases", "import", str(path)])
+    assert "0 created, 2 duplicate, 2 refused" in again.output
+    with state.db.read() as session:
+        assert find_by_card(session, "C0000001").points_balance == 120  # 100 + 20 at rate 1
