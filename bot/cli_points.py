@@ -37,6 +37,7 @@ def members_show(card_no: str, on: datetime | None) -> None:
     """Print a member's tier, segment, activity and balance, each with its reason."""
     from storage import ledger, tiers
     from storage.members import find_by_card
+    from storage.points import points_overview
 
     bot = state()
     rules = bot.rules
@@ -49,7 +50,7 @@ def members_show(card_no: str, on: datetime | None) -> None:
         cutoff = tiers.points_cutoff(session, rules)
         facts = tiers.member_facts(session, member, rules, today, cutoff)
         total = ledger.ledger_sum(session, member.id)
-        expiring = ledger.next_expiry(session, member.id, today)
+        expiring = points_overview(session, member.id, rules, today).next_expiry
     result = tiers.evaluate_member(facts, rules, today)
     tier_line = f"{member.tier} {rules.tier(member.tier).name}"
     if result.tier != member.tier:

@@ -16,13 +16,17 @@ if TYPE_CHECKING:
     from storage.models import Member
 
 
+NOT_FETCHED = object()
+
+
 class Dialog:
     """A multi-step conversation's state, kept in Redis with a TTL so abandoned dialogs vanish."""
 
-    def __init__(self, redis: "redis.Redis", key: str, ttl: int):
+    def __init__(self, redis: "redis.Redis", key: str, ttl: int, stored: str | None | object = NOT_FETCHED):
+        """``stored``: the raw Redis value when the caller already fetched it (saves a round trip)."""
         self._redis, self._key, self._ttl = redis, key, ttl
-        self._loaded = False
-        self._state: dict[str, Any] | None = None
+        self._loaded = stored is not NOT_FETCHED
+        self._state: dict[str, Any] | None = json.loads(stored) if isinstance(stored, str) else None
 
     @property
     def state(self) -> dict[str, Any] | None:
@@ -78,6 +82,10 @@ class Context:
         if self._dialog is None:
             self._dialog = Dialog(self.redis, self.key("dialog", self.openid), self.rules.dialog.ttl_seconds)
         return self._dialog
+
+    def use_fetched_dialog(self, stored: str | None) -> None:
+        """Take the dialog state the dispatcher fetched together with its de-duplication claim."""
+        self._dialog = Dialog(self.redis, self.key("dialog", self.openid), self.rules.dialog.ttl_seconds, stored)
 
     @property
     def member(self) -> "Member | None":

@@ -9,7 +9,7 @@ from wechatpy.messages import BaseMessage, TextMessage
 from redis.exceptions import RedisError
 from wechatpy.replies import create_reply
 
-from bot.context import Context
+from bot.context import NOT_FETCHED, Context
 from bot.state import BotState
 from handlers import HANDLERS
 
@@ -35,14 +35,18 @@ def answer_once(state: BotState, message: BaseMessage) -> str | None:
     webhook = state.rules.webhook
     key = state.keys("reply", message_key(message))
     try:
-        claimed = state.redis.set(key, _PENDING, nx=True, ex=webhook.dedup_ttl_seconds)
+        # One round trip: claim the message and fetch the sender's dialog state.
+        pipe = state.redis.pipeline(transaction=False)
+        pipe.set(key, _PENDING, nx=True, ex=webhook.dedup_ttl_seconds)
+        pipe.get(state.keys("dialog", message.source))
+        claimed, dialog = pipe.execute()
     except RedisError:
         # Better an answer without de-duplication than a 500 that makes WeChat retry anyway.
         log.error("Redis unavailable: answering %s without de-duplication", message.source)
-        return _render(_answer_within_budget(state, message, webhook.reply_budget_seconds), message)
+        return _render(_answer_within_budget(state, message, webhook.reply_budget_seconds, NOT_FETCHED), message)
     if not claimed:
         return _wait_for_first_answer(state, key, webhook.reply_budget_seconds)
-    xml = _render(_answer_within_budget(state, message, webhook.reply_budget_seconds), message)
+    xml = _render(_answer_within_budget(state, message, webhook.reply_budget_seconds, dialog), message)
     state.redis.set(key, SUCCESS if xml is None else "X" + xml, ex=webhook.dedup_ttl_seconds)
     return xml
 
@@ -65,9 +69,9 @@ def _wait_for_first_answer(state: BotState, key: str, budget: float) -> str | No
         delay = min(delay * 2, 0.1)
 
 
-def _answer_within_budget(state: BotState, message: BaseMessage, budget: float) -> str | None:
+def _answer_within_budget(state: BotState, message: BaseMessage, budget: float, dialog: object) -> str | None:
     """Run the handler; if it outlives the budget, answer "success" now and send its reply later."""
-    future = state.executor.submit(dispatch, state, message)
+    future = state.executor.submit(dispatch, state, message, dialog)
     try:
         return future.result(timeout=budget)
     except FutureTimeout:
@@ -85,11 +89,16 @@ def _send_late_reply(state: BotState, openid: str, future: Future) -> None:
             log.exception("could not send the late reply to %s", openid)
 
 
-def dispatch(state: BotState, message: BaseMessage) -> str | None:
-    """Choose and run the handler. The one error boundary: failures are logged and answered politely."""
+def dispatch(state: BotState, message: BaseMessage, dialog: object = NOT_FETCHED) -> str | None:
+    """Choose and run the handler. The one error boundary: failures are logged and answered politely.
+
+    ``dialog`` is the sender's raw dialog state if the caller fetched it already.
+    """
     rules = state.rules
     ctx = Context(state=state, rules=rules, message=message, now=state.now())
     try:
+        if dialog is not NOT_FETCHED:
+            ctx.use_fetched_dialog(dialog)
         name = choose_handler(ctx)
         if name is None:
             return None

@@ -5,7 +5,8 @@ from datetime import datetime
 from decimal import Decimal
 
 from bot.context import Context, member_required
-from storage import ledger, tiers
+from storage import ledger
+from storage.points import points_overview
 
 
 def format_points(points: int) -> str:
@@ -24,8 +25,8 @@ def points(ctx: Context) -> str:
     tier = rules.tier(member.tier)
     higher = rules.next_tier(member.tier)
     with ctx.db.read() as session:
-        expiring = ledger.next_expiry(session, member.id, today)
-        spend = tiers.window_spend(session, member.id, rules, today) if higher else None
+        overview = points_overview(session, member.id, rules, today)
+    expiring, spend = overview.next_expiry, overview.window_spend
     if expiring:
         expiry = ctx.text("points_expiring", points=format_points(expiring[0]), date=expiring[1].isoformat())
     else:

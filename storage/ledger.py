@@ -133,19 +133,6 @@ def _consume_lots(session: Session, member_id: int, points: int, first_lot_id: i
         points -= used
 
 
-def next_expiry(session: Session, member_id: int, today: date) -> tuple[int, date] | None:
-    """The points that expire next and the day they do, or None."""
-    open_lots = and_(
-        LedgerEntry.member_id == member_id, LedgerEntry.kind == "earn",
-        LedgerEntry.remaining > 0, LedgerEntry.expires_on >= today,
-    )
-    day = session.scalar(select(func.min(LedgerEntry.expires_on)).where(open_lots))
-    if day is None:
-        return None
-    points = session.scalar(select(func.sum(LedgerEntry.remaining)).where(open_lots, LedgerEntry.expires_on == day))
-    return int(points), day
-
-
 def recent_entries(session: Session, member_id: int, limit: int) -> list[LedgerEntry]:
     """The member's latest ledger entries, newest first."""
     return list(

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -37,8 +37,11 @@ def record_change(session: Session, member_id: int, action: str, actor: str, det
     session.add(MemberChange(member_id=member_id, action=action, actor=actor, detail=detail))
 
 
+_BY_OPENID = select(Member).where(Member.openid == bindparam("openid"))  # built once: every message asks
+
+
 def find_by_openid(session: Session, openid: str) -> Member | None:
-    return session.scalar(select(Member).where(Member.openid == openid))
+    return session.scalar(_BY_OPENID, {"openid": openid})
 
 
 def find_by_card(session: Session, card_no: str) -> Member | None:

@@ -140,18 +140,6 @@ def _earned_points():
     )
 
 
-def window_spend(session: Session, member_id: int, rules: Rules, today: date) -> Decimal:
-    """What the member spent over the evaluation window (refunds excluded)."""
-    spent = session.scalar(
-        select(func.sum(Purchase.amount)).where(
-            Purchase.member_id == member_id,
-            Purchase.refunded_at.is_(None),
-            Purchase.purchased_at >= _since(today, rules.segments.window_days, rules),
-        )
-    )
-    return Decimal(spent or 0).quantize(Decimal("0.01"))
-
-
 def points_cutoff(session: Session, rules: Rules) -> int | None:
     """The least cumulative points still in the top share of all members (None: nobody is)."""
     members = session.scalar(select(func.count()).select_from(Member)) or 0

@@ -1,0 +1,235 @@
+"""Benchmark: the `积分` answer against a floor app that only verifies, parses and answers.
+
+Builds (once, cached under bench/data/) a SQLite database with 100,000 bound members and
+1,000,000 ledger entries, starts a private redis-server, then for plain and AES mode drives
+gunicorn (2 workers) running the bot and the floor app (bench/floor_app.py) with wrk at 32
+connections. Every request is a distinct signed message (its own MsgId) from a distinct
+member. Prints requests per second, p50 and p99 for both, and their ratio.
+
+    .venv/bin/python bench/webhook.py [--duration 15] [--connections 32] [--rebuild]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from urllib.parse import urlencode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import requests  # noqa: E402
+
+from bench.common import DATA, ROOT, ensure_debian_package, free_port, redis_server, wait_for_http  # noqa: E402
+from bot.wire import WeChatServer, text_xml  # noqa: E402
+from storage.db import Database  # noqa: E402
+from storage.migrate import upgrade  # noqa: E402
+
+TOKEN, APPID, AES_KEY = "bench-token", "wx-bench", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+TIERS = [("D", 0.80), ("C", 0.12), ("B", 0.06), ("A", 0.02)]
+LUA = r"""
+local count = 0
+function setup(thread)
+  thread:set("id", count)
+  count = count + 1
+end
+function init(args)
+  local threads = tonumber(args[2])
+  reqs, n, i = {}, 0, 0
+  for line in io.lines(args[1]) do
+    if n % threads == id then
+      local tab = line:find("\t", 1, true)
+      reqs[#reqs + 1] = wrk.format("POST", line:sub(1, tab - 1), {["Content-Type"] = "text/xml"}, line:sub(tab + 1))
+    end
+    n = n + 1
+  end
+end
+function request()
+  i = i + 1
+  if i > #reqs then i = 1 end
+  return reqs[i]
+end
+"""
+
+
+def build_database(path: Path, members: int, ledger_rows: int) -> None:
+    """Members bound to WeChat, earn lots and redemptions, some purchases: bulk inserts."""
+    if path.exists():
+        with sqlite3.connect(path) as conn:
+            if conn.execute("SELECT count(*) FROM members").fetchone()[0] == members:
+                print(f"using {path} ({members:,} members)", flush=True)
+                return
+        path.unlink()
+    started = time.monotonic()
+    db = Database(f"sqlite:///{path}")
+    upgrade(db)
+    db.dispose()
+    rng = random.Random(1)
+    per_member = ledger_rows // members
+    today = date.today()
+    now = datetime.now(timezone.utc).replace(tzinfo=None).isoformat(sep=" ")
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA synchronous=OFF")
+    member_rows, ledger_batch, purchase_rows = [], [], []
+    entry_id = 0
+    for member_id in range(1, members + 1):
+        tier = rng.choices([t for t, _ in TIERS], [w for _, w in TIERS])[0]
+        balance, lots = 0, []
+        for k in range(per_member):
+            entry_id += 1
+            occurred = (datetime.now() - timedelta(days=rng.randrange(700))).isoformat(sep=" ")
+            if k % 5 == 4 and balance > 50:
+                spend = rng.randrange(1, balance // 2)
+                ledger_batch.append((entry_id, member_id, "redeem", -spend, 0, None, occurred))
+                balance -= spend
+                for lot in sorted(lots, key=lambda lot: lot[5]):  # oldest expiry first, as the bot does
+                    used = min(lot[4], spend)
+                    lot[4] -= used
+                    spend -= used
+            else:
+                amount = rng.randrange(50, 3000)
+                expires = (today + timedelta(days=rng.randrange(1, 730))).isoformat()
+                lots.append([entry_id, member_id, "earn", amount, amount, expires, occurred])
+                balance += amount
+        ledger_batch.extend(tuple(lot) for lot in lots)
+        birthday = date(1960 + rng.randrange(45), rng.randrange(1, 13), rng.randrange(1, 29))
+        member_rows.append((member_id, f"M{member_id:08d}", f"会员{member_id}", f"139{member_id:08d}",
+                            birthday.isoformat(), birthday.month * 100 + birthday.day, tier,
+                            f"bench-openid-{member_id}", now, 1, 0, 0, balance, now, now))
+        if member_id % 2 == 0:
+            purchase_rows.append((member_id, f"RCPT{member_id}", member_id, rng.randrange(100, 60000),
+                                  (datetime.now() - timedelta(days=rng.randrange(700))).isoformat(sep=" "),
+                                  "S1", 0, now))
+        if len(ledger_batch) >= 100_000 or member_id == members:
+            conn.executemany(
+                "INSERT INTO members (id, card_no, name, phone, birthday, birthday_md, tier, openid, bound_at,"
+                " subscribed, opted_out, unreachable, points_balance, created_at, updated_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", member_rows)
+            conn.executemany(
+                "INSERT INTO ledger (id, member_id, kind, amount, remaining, expires_on, occurred_at)"
+                " VALUES (?,?,?,?,?,?,?)", ledger_batch)
+            conn.executemany(
+                "INSERT INTO purchases (id, receipt_no, member_id, amount, purchased_at, store, points_earned,"
+                " created_at) VALUES (?,?,?,?,?,?,?,?)", purchase_rows)
+            conn.commit()
+            member_rows, ledger_batch, purchase_rows = [], [], []
+    conn.execute("ANALYZE")
+    conn.close()
+    print(f"built {path}: {members:,} members, {entry_id:,} ledger entries in {time.monotonic() - started:.0f} s",
+          flush=True)
+
+
+def write_requests(path: Path, count: int, members: int, aes: bool) -> None:
+    """One signed (and in AES mode encrypted) 积分 message per line: 'path<TAB>body'."""
+    server = WeChatServer(TOKEN, APPID, AES_KEY)
+    base_id = int(time.time() * 1000) * 1000
+    order = random.Random(2).sample(range(1, members + 1), min(count, members))
+    with path.open("w", encoding="utf-8") as out:
+        for n in range(count):
+            member = order[n % len(order)]
+            signed = server.sign(text_xml(f"bench-openid-{member}", "积分", msg_id=base_id + n), aes=aes)
+            out.write(f"/wechat?{urlencode(signed.params)}\t{signed.body.decode()}\n")
+
+
+def check_answer(url: str, members: int, aes: bool) -> None:
+    server = WeChatServer(TOKEN, APPID, AES_KEY)
+    signed = server.sign(text_xml(f"bench-openid-{members}", "积分"), aes=aes)
+    reply = server.read_reply(requests.post(url + "/wechat", params=signed.params, data=signed.body).content, signed)
+    if "当前积分" not in reply["Content"]:
+        raise SystemExit(f"unexpected answer from {url}: {reply}")
+
+
+def wrk(url: str, requests_file: Path, duration: int, connections: int, script: Path) -> dict[str, float]:
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url,
+         "--", str(requests_file), "2"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "rps": rps,
+        "p50": _millis(re.search(r"50%\s+([\d.]+\w+)", out).group(1)),
+        "p99": _millis(re.search(r"99%\s+([\d.]+\w+)", out).group(1)),
+        "requests": total,
+        "errors": int(errors.group(1)) if errors else 0,
+    }
+
+
+def _millis(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(\w+)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def gunicorn(app: str, port: int, env: dict[str, str], cwd: Path, worker_class: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-w", "2", "-k", worker_class, "-b", f"127.0.0.1:{port}",
+         "--backlog", "2048", app],
+        cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--members", type=int, default=100_000)
+    parser.add_argument("--ledger", type=int, default=1_000_000)
+    parser.add_argument("--duration", type=int, default=15, help="seconds per measurement")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--worker-class", default="sync", help="gunicorn worker class for both apps")
+    args = parser.parse_args()
+    ensure_debian_package("wrk", "wrk")
+    DATA.mkdir(parents=True, exist_ok=True)
+    database = DATA / f"webhook-{args.members}.sqlite3"
+    build_database(database, args.members, args.ledger)
+
+    results = {}
+    with redis_server() as redis_url, tempfile.TemporaryDirectory() as scratch:
+        script = Path(scratch) / "requests.lua"
+        script.write_text(LUA)
+        env = {**os.environ, "WECHAT_TOKEN": TOKEN, "WECHAT_APPID": APPID, "WECHAT_SECRET": "bench",
+               "WECHAT_AES_KEY": AES_KEY, "DATABASE_URL": f"sqlite:///{database}", "REDIS_URL": redis_url,
+               "LOG_LEVEL": "WARNING"}
+        bot_port, floor_port = free_port(), free_port()
+        servers = [gunicorn("wsgi:app", bot_port, env, ROOT, args.worker_class),
+                   gunicorn("floor_app:app", floor_port, env, ROOT / "bench", args.worker_class)]
+        try:
+            for port in (bot_port, floor_port):
+                wait_for_http(f"http://127.0.0.1:{port}/")
+            for mode in ("plain", "aes"):
+                aes = mode == "aes"
+                requests_file = Path(scratch) / f"{mode}.txt"
+                budget = int(args.duration * 4000)  # more distinct messages than either app can take
+                write_requests(requests_file, budget, args.members, aes)
+                for name, port in (("floor", floor_port), ("bot", bot_port)):
+                    url = f"http://127.0.0.1:{port}"
+                    check_answer(url, args.members, aes)
+                    results[(mode, name)] = result = wrk(url, requests_file, args.duration, args.connections, script)
+                    if result["requests"] > budget:
+                        print(f"note: {name}/{mode} sent {result['requests']} requests, more than the "
+                              f"{budget} distinct messages prepared; repeats were answered from the dedup cache")
+        finally:
+            for server in servers:
+                server.terminate()
+                server.wait(timeout=10)
+
+    print(f"\n{args.members:,} members, {args.ledger:,} ledger entries, gunicorn 2 × {args.worker_class} workers, "
+          f"{args.connections} connections, {args.duration} s each, {os.cpu_count()} cores\n")
+    print(f"{'mode':6} {'app':6} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    for (mode, name), r in results.items():
+        print(f"{mode:6} {name:6} {r['rps']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['errors']:7d}")
+    for mode in ("plain", "aes"):
+        ratio = results[(mode, "bot")]["rps"] / results[(mode, "floor")]["rps"]
+        print(f"{mode}: the 积分 answer runs at {ratio:.0%} of the floor's throughput "
+              f"(aim ≥ 60 %), p99 {results[(mode, 'bot')]['p99']:.1f} ms (aim < 50 ms)")
+
+
+if __name__ == "__main__":
+    main()
