@@ -19,6 +19,14 @@ log = logging.getLogger(__name__)
 
 DEMO_MEMBERS = ROOT / "demo" / "members.csv"
 DEMO_STAFF = (("M001", "王经理"), ("M002", "李经理"))
+# (card, days ago, amount CNY): purchases that put each demo member in their tier.
+DEMO_PURCHASES = (
+    ("D0000001", 200, "1280.00"), ("D0000001", 35, "699.00"),
+    ("C0000001", 300, "4200.00"), ("C0000001", 60, "2600.00"),
+    ("B0000001", 500, "12000.00"), ("B0000001", 90, "13500.00"),
+    ("A0000001", 600, "28000.00"), ("A0000001", 250, "16800.00"), ("A0000001", 20, "9900.00"),
+    ("A0000002", 400, "52000.00"), ("A0000002", 12, "31000.00"),
+)
 
 
 def state() -> BotState:
@@ -130,7 +138,21 @@ def seed_demo_data() -> None:
     report = import_members_file(DEMO_MEMBERS, actor="demo")
     for line, reason in report.errors:
         log.error("%s, line %s: %s", DEMO_MEMBERS, line, reason)
+    _record_demo_purchases(bot)
     log.info("demo members loaded from %s: %s", DEMO_MEMBERS, report.summary())
+
+
+def _record_demo_purchases(bot: BotState) -> None:
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from storage.purchases import PurchaseIn, record_purchase
+
+    now = bot.now()
+    with bot.db.write() as session:
+        for n, (card_no, days_ago, amount) in enumerate(DEMO_PURCHASES, start=1):
+            purchase = PurchaseIn(f"DEMO-{n:04d}", card_no, Decimal(amount), now - timedelta(days=days_ago), "演示门店")
+            record_purchase(session, purchase, bot.rules, actor="demo")
 
 
 @click.command("chat")

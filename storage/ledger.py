@@ -134,11 +134,11 @@ def _consume_lots(session: Session, member_id: int, points: int, first_lot_id: i
 
 
 def recent_entries(session: Session, member_id: int, limit: int) -> list[LedgerEntry]:
-    """The member's latest ledger entries, newest first."""
+    """The member's latest ledger entries, newest first (by when they happened, e.g. the purchase time)."""
     return list(
         session.scalars(
             select(LedgerEntry).where(LedgerEntry.member_id == member_id)
-            .order_by(LedgerEntry.id.desc()).limit(limit)
+            .order_by(LedgerEntry.occurred_at.desc(), LedgerEntry.id.desc()).limit(limit)
         )
     )
 
