@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from datetime import time as dtime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable
+from typing import Annotated, Any, Callable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 log = logging.getLogger(__name__)
 
@@ -205,24 +205,125 @@ class Messages(Frozen):
     history_header: str
     history_line: str
     history_empty: str
+    unsubscribed: str
+    resubscribed: str
 
     @field_validator("*")
     @classmethod
     def _placeholders_parse(cls, text: str) -> str:
-        try:
-            list(string.Formatter().parse(text))
-        except ValueError as exc:
-            raise ValueError(f"bad placeholder: {exc}") from exc
-        return text
+        return check_placeholders(text)
 
     def render(self, message_name: str, /, **values: Any) -> str:
         """Render a message; unknown placeholders stay visible instead of raising."""
-        return getattr(self, message_name).format_map(_KeepMissing(values))
+        return render_text(getattr(self, message_name), values)
+
+
+def check_placeholders(text: str) -> str:
+    """Refuse a text whose {placeholders} cannot be rendered."""
+    try:
+        list(string.Formatter().parse(text))
+    except ValueError as exc:
+        raise ValueError(f"bad placeholder: {exc}") from exc
+    return text
+
+
+def render_text(template: str, values: dict[str, Any]) -> str:
+    """Render ``template``; unknown placeholders stay visible instead of raising."""
+    return template.format_map(_KeepMissing(values))
 
 
 class _KeepMissing(dict):
     def __missing__(self, key: str) -> str:
         return "{" + key + "}"
+
+
+# --------------------------------------------------------------------------- pushes and jobs
+
+
+def _clock(text: str) -> str:
+    """Accept 'HH:MM' or 'HH:MM:SS' (seconds let tests schedule a job moments ahead)."""
+    parse_clock(text)
+    return text
+
+
+ClockTime = Annotated[str, AfterValidator(_clock)]
+
+
+class PushMessage(Frozen):
+    """One push: a WeChat template (id and fields) and the same words as a customer-service text."""
+
+    template_id: str = Field(min_length=1)
+    text: str = Field(min_length=1)
+    fields: dict[str, str] = Field(default_factory=dict)  # template keyword -> text with {placeholders}
+
+    @field_validator("text")
+    @classmethod
+    def _placeholders_parse(cls, text: str) -> str:
+        return check_placeholders(text)
+
+
+class QuietHours(Frozen):
+    start: ClockTime
+    end: ClockTime
+
+
+
+class PushRules(Frozen):
+    rate_limit_per_minute: int = Field(ge=0)  # all pushes, all processes; 0 = no limit
+    quiet_hours: QuietHours | None = None  # marketing pushes wait; staff alerts do not
+    customer_service_window_hours: int = Field(ge=0, le=48)  # 0 = always template messages
+    http_timeout_seconds: float = Field(gt=0)
+    max_attempts: int = Field(ge=1)
+    backoff_seconds: float = Field(ge=0)
+    batch_size: int = Field(ge=1)
+    concurrent_sends: int = Field(ge=1, le=64)
+    claim_timeout_seconds: int = Field(ge=1)  # a row claimed longer than this belongs to a dead sender
+    drain_every_seconds: int = Field(ge=1)  # the scheduler resumes held and pending pushes this often
+    lease_seconds: int = Field(ge=1, le=60)  # a standby scheduler takes over after this
+    messages: dict[str, PushMessage]
+
+
+class BirthdayJob(Frozen):
+    at: ClockTime
+    messages: dict[str, str]  # tier id -> push message
+    voucher_tiers: list[str] = Field(default_factory=list)
+    voucher_valid_days: int = Field(ge=1)
+    manager_alert_tiers: list[str] = Field(default_factory=list)
+    manager_alert_days_before: int = Field(ge=0)
+    manager_alert_message: str
+
+
+
+class BulletinJob(Frozen):
+    day: int = Field(ge=1, le=28)
+    at: ClockTime
+    tiers: list[str]
+    folder: str
+    message: str
+
+
+
+class PointsResetJob(Frozen):
+    at: ClockTime
+    grace_message: str
+    reminder_message: str
+    reset_message: str
+    expiry_reminder_message: str
+
+
+
+class TierRecalcJob(Frozen):
+    at: ClockTime
+    upgrade_message: str | None  # None: no message
+    downgrade_message: str | None
+
+
+
+class Jobs(Frozen):
+    birthday: BirthdayJob
+    monthly_bulletin: BulletinJob
+    points_reset: PointsResetJob
+    tier_recalc: TierRecalcJob
 
 
 class Rules(Frozen):
@@ -240,6 +341,28 @@ class Rules(Frozen):
     events: dict[str, str]  # lower-case WeChat event name -> handler
     fallbacks: Fallbacks
     messages: Messages
+    pushes: PushRules
+    jobs: Jobs
+
+    @model_validator(mode="after")
+    def _jobs_name_known_things(self) -> "Rules":
+        tier_ids = {t.id for t in self.tiers}
+        pushes = set(self.pushes.messages)
+        jobs = self.jobs
+        names = [jobs.birthday.manager_alert_message, jobs.monthly_bulletin.message,
+                 jobs.points_reset.grace_message, jobs.points_reset.reminder_message,
+                 jobs.points_reset.reset_message, jobs.points_reset.expiry_reminder_message,
+                 *jobs.birthday.messages.values(),
+                 *filter(None, [jobs.tier_recalc.upgrade_message, jobs.tier_recalc.downgrade_message])]
+        unknown = sorted(set(names) - pushes)
+        if unknown:
+            raise ValueError(f"jobs name push message(s) not in pushes.messages: {', '.join(unknown)}")
+        tiers_named = [*jobs.birthday.messages, *jobs.birthday.voucher_tiers, *jobs.birthday.manager_alert_tiers,
+                       *jobs.monthly_bulletin.tiers]
+        strangers = sorted(set(tiers_named) - tier_ids)
+        if strangers:
+            raise ValueError(f"jobs name unknown tier(s): {', '.join(strangers)}")
+        return self
 
     @field_validator("timezone")
     @classmethod
@@ -426,6 +549,11 @@ class RulesHolder:
 
 
 def parse_clock(text: str) -> dtime:
-    """'09:30' -> time(9, 30); used by schedule sections."""
-    hours, minutes = text.split(":")
-    return dtime(int(hours), int(minutes))
+    """'09:30' -> time(9, 30); '09:30:15' keeps the seconds."""
+    try:
+        parts = [int(p) for p in text.split(":")]
+        if len(parts) not in (2, 3):
+            raise ValueError
+        return dtime(*parts)
+    except (ValueError, TypeError):
+        raise ValueError(f"{text!r} is not a time of day as HH:MM") from None

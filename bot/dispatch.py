@@ -84,7 +84,7 @@ def _send_late_reply(state: BotState, openid: str, future: Future) -> None:
     reply = future.result()
     if reply:
         try:
-            state.wechat.message.send_text(openid, reply)
+            state.wechat.send_text(openid, reply)
         except Exception:
             log.exception("could not send the late reply to %s", openid)
 

@@ -1,38 +1,144 @@
-"""The WeChat HTTP API client, pointed at WECHAT_API_BASE (a local stand-in in tests and the demo)."""
+"""The WeChat HTTP API client, pointed at WECHAT_API_BASE (the local stand-in in tests and the demo).
+
+The access_token lives in Redis, shared by every process; one process at a time fetches a new
+one (a Redis lock), the others wait for it. A token WeChat calls invalid is dropped only if it
+is still the one that failed, so a token another process just fetched survives.
+"""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+import threading
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, TypeVar
 
+import redis as redis_lib
+from requests.adapters import HTTPAdapter
 from wechatpy import WeChatClient
-from wechatpy.session.redisstorage import RedisStorage
+from wechatpy.exceptions import WeChatClientException
 
 if TYPE_CHECKING:
     from bot.state import BotState
 
+log = logging.getLogger(__name__)
+
 HTTP_TIMEOUT_SECONDS = 5
+TOKEN_ERRORS = {40001, 40014, 42001}  # invalid credential, invalid token, token expired
+T = TypeVar("T")
+
+# Delete the key only if it still holds the token that failed.
+_DELETE_IF_SAME = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
+class TokenStore:
+    """The shared access_token: cached in Redis, fetched by one process at a time."""
+
+    def __init__(self, redis: redis_lib.Redis, key: str, lock_key: str, fetch: Callable[[], dict]):
+        self._redis, self._key, self._lock_key, self._fetch = redis, key, lock_key, fetch
+
+    def current(self) -> str:
+        """A valid token, fetching a new one if there is none."""
+        deadline = time.monotonic() + 15
+        while True:
+            token = self._redis.get(self._key)
+            if token:
+                return token
+            if self._redis.set(self._lock_key, "1", nx=True, ex=15):
+                try:
+                    return self._fetch_and_store()
+                finally:
+                    self._redis.delete(self._lock_key)
+            if time.monotonic() > deadline:
+                raise TimeoutError("no access_token: another process holds the fetch lock")
+            time.sleep(0.05)  # another process is fetching
+
+    def _fetch_and_store(self) -> str:
+        token = self._redis.get(self._key)  # fetched while we waited for the lock
+        if token:
+            return token
+        result = self._fetch()
+        token, expires_in = result["access_token"], int(result.get("expires_in", 7200))
+        # Renew well before WeChat's expiry so a request never carries a token about to lapse.
+        self._redis.set(self._key, token, ex=max(expires_in - 300, 60))
+        log.info("fetched a new access_token (valid %s s)", expires_in)
+        return token
+
+    def drop_if_same(self, token: str) -> bool:
+        """Forget ``token`` if it is still the current one; True if it was."""
+        return bool(self._redis.eval(_DELETE_IF_SAME, 1, self._key, token))
 
 
 class ApiClient(WeChatClient):
-    """wechatpy's client with a configurable API base and the access token kept in Redis."""
+    """wechatpy's client with a configurable API base, explicit timeouts and the shared token."""
 
-    def __init__(self, api_base: str, *args, **kwargs):
+    def __init__(self, api_base: str, appid: str, secret: str, tokens_for: Callable[["ApiClient"], TokenStore],
+                 timeout: float = HTTP_TIMEOUT_SECONDS):
         self.API_BASE_URL = api_base.rstrip("/") + "/"
-        super().__init__(*args, **kwargs)
+        super().__init__(appid, secret, timeout=timeout, auto_retry=False)
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=64)
+        self._http.mount("http://", adapter)
+        self._http.mount("https://", adapter)
+        self.tokens = tokens_for(self)
+        self._pinned = threading.local()
 
-    def fetch_access_token(self):
+    def fetch_access_token(self) -> dict:
         # wechatpy hard-codes the public host here; use the configured base instead.
         return self._fetch_access_token(
             url=self.API_BASE_URL + "token",
             params={"grant_type": "client_credential", "appid": self.appid, "secret": self.secret},
         )
 
+    @property
+    def access_token(self) -> str:
+        return getattr(self._pinned, "token", None) or self.tokens.current()
+
+    @contextmanager
+    def _pin(self, token: str):
+        self._pinned.token = token
+        try:
+            yield
+        finally:
+            self._pinned.token = None
+
+    def call(self, api_call: Callable[[], T]) -> T:
+        """Run ``api_call``; on a token error drop that token (if still current) and retry once."""
+        token = self.tokens.current()
+        try:
+            with self._pin(token):
+                return api_call()
+        except WeChatClientException as exc:
+            if _errcode(exc) not in TOKEN_ERRORS:
+                raise
+            self.tokens.drop_if_same(token)
+        with self._pin(self.tokens.current()):
+            return api_call()
+
+    def send_text(self, openid: str, text: str) -> dict:
+        """A customer-service text message (only to members who wrote within 48 hours)."""
+        return self.call(lambda: self.message.send_text(openid, text))
+
+    def send_template(self, openid: str, template_id: str, data: dict, url: str | None = None) -> dict:
+        return self.call(lambda: self.message.send_template(openid, template_id, data, url=url))
+
+
+def _errcode(exc: WeChatClientException) -> int | None:
+    try:
+        return int(exc.errcode) if exc.errcode is not None else None
+    except (TypeError, ValueError):
+        return None
+
 
 def make_client(state: "BotState") -> ApiClient:
     settings = state.settings
+    rules = state.rules
     return ApiClient(
         settings.wechat_api_base,
         settings.wechat_appid,
         settings.wechat_secret,
-        session=RedisStorage(state.redis, prefix=state.keys("wechat")),
-        timeout=HTTP_TIMEOUT_SECONDS,
+        tokens_for=lambda client: TokenStore(
+            state.redis, state.keys("wechat", "token"), state.keys("wechat", "token-lock"),
+            client.fetch_access_token,
+        ),
+        timeout=rules.pushes.http_timeout_seconds,
     )

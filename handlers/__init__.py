@@ -6,7 +6,7 @@ and add a route for it in config.yaml.
 from __future__ import annotations
 
 from bot.context import Handler
-from handlers import help, membership, points
+from handlers import help, marketing, membership, points
 
 HANDLERS: dict[str, Handler] = {
     # membership
@@ -17,6 +17,9 @@ HANDLERS: dict[str, Handler] = {
     # points
     "points": points.points,
     "history": points.history,
+    # marketing pushes
+    "unsubscribe": marketing.unsubscribe,
+    "subscribe": marketing.subscribe,
     # help and fallbacks
     "help": help.show_help,
     "unknown_text": help.unknown_text,

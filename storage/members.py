@@ -246,3 +246,13 @@ def add_staff(session: Session, staff_id: str, name: str, openid: str | None = N
             staff.openid = openid
     session.flush()
     return staff
+
+
+def set_opted_out(session: Session, member_id: int, opted_out: bool, actor: str) -> bool:
+    """Opt a member out of (or back into) marketing pushes; True if it changed."""
+    member = session.get(Member, member_id)
+    if member is None or member.opted_out == opted_out:
+        return False
+    member.opted_out = opted_out
+    record_change(session, member.id, "opt_out" if opted_out else "opt_in", actor)
+    return True

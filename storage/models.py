@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -163,3 +164,69 @@ class MemberChange(Base):
     detail: Mapped[str | None] = mapped_column(Text)
     actor: Mapped[str] = mapped_column(String(64))  # "openid:...", "cli", "api", "job:..."
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OutboxMessage(Base):
+    """One push to one recipient for one occasion of a job; the unique key makes it once only.
+
+    status: pending → sending (claimed by a sender) → sent | failed | unreachable | unknown;
+    or skipped (with the reason) when planned. ``unknown``: the sender died during the call,
+    so the message may have arrived; it is not sent again.
+    """
+
+    __tablename__ = "push_outbox"
+    __table_args__ = (
+        UniqueConstraint("job", "occasion", "recipient", name="uq_push_outbox_key"),
+        Index("ix_push_outbox_status_id", "status", "id"),
+        Index("ix_push_outbox_job_occasion", "job", "occasion"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    job: Mapped[str] = mapped_column(String(32))
+    occasion: Mapped[str] = mapped_column(String(32))
+    recipient: Mapped[str] = mapped_column(String(64))  # "member:12" or "staff:M001:member:12"
+    member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))  # the member it is about
+    staff_id: Mapped[str | None] = mapped_column(ForeignKey("staff.id"))  # set for staff alerts
+    openid: Mapped[str | None] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(String(64))  # a key of pushes.messages
+    marketing: Mapped[bool] = mapped_column(Boolean, default=True)  # held in quiet hours
+    tier: Mapped[str | None] = mapped_column(String(16))
+    extra: Mapped[str | None] = mapped_column(Text)  # JSON: values for the text beyond the member's
+    status: Mapped[str] = mapped_column(String(12), default="pending")
+    reason: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claim: Mapped[str | None] = mapped_column(String(32))
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    channel: Mapped[str | None] = mapped_column(String(8))  # template | custom
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class JobRun(Base):
+    """One run of a job for an occasion, for `push status`."""
+
+    __tablename__ = "job_runs"
+    __table_args__ = (Index("ix_job_runs_job_id", "job", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    job: Mapped[str] = mapped_column(String(32))
+    occasion: Mapped[str] = mapped_column(String(32))
+    runner: Mapped[str] = mapped_column(String(64))  # host:pid, to see which scheduler ran it
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    planned: Mapped[int] = mapped_column(Integer, default=0)
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class Voucher(Base):
+    """A gift to collect in store (B-class birthdays)."""
+
+    __tablename__ = "vouchers"
+    __table_args__ = (UniqueConstraint("member_id", "occasion", name="uq_vouchers_member_occasion"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    occasion: Mapped[str] = mapped_column(String(32))
+    valid_until: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

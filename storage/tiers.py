@@ -5,8 +5,9 @@ apply the same rule to every member in SQL (one pass, nothing loaded into Python
 test proves both agree on the same data.
 
 Conventions: "the last N days" are the local dates (rules' time zone) after today − N;
-visits are purchases; refunded purchases do not count; "cumulative points" are all points
-ever earned.
+visits are purchases; refunded purchases do not count; "cumulative points" are the points a
+member holds (their balance): a member whose points were reset is no longer in the top share,
+so the retention notice is not sent again after the reset.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from sqlalchemy import Select, and_, case, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from bot.config import Rules
-from storage.models import LedgerEntry, Member, Purchase, utcnow
+from storage.models import Member, Purchase, utcnow
 
 YEAR_DAYS = 365
 
@@ -31,8 +32,8 @@ class MemberFacts:
     purchases: int  # over the evaluation window
     visits_last_year: int
     last_purchase_on: date | None  # local date
-    earned_points: int  # ever
-    top_points: bool  # earned_points among the top ``top_points_share`` of members
+    points: int  # the balance
+    top_points: bool  # points among the top ``top_points_share`` of members
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def evaluate_member(facts: MemberFacts, rules: Rules, today: date) -> Evaluation
     frequent = facts.purchases * YEAR_DAYS >= seg.frequent_purchases_per_year * seg.window_days
     per_year = Decimal(facts.purchases * YEAR_DAYS) / seg.window_days
     has_higher_tier = rules.next_tier(facts.tier) is not None
-    top = f"cumulative points {facts.earned_points} in the top {seg.top_points_share:.0%}"
+    top = f"cumulative points {facts.points} in the top {seg.top_points_share:.0%}"
     if facts.purchases == 0:
         if facts.top_points:
             segment, why = "retention", f"no purchase in {seg.window_days} days but {top}"
@@ -131,35 +132,24 @@ def _purchase_facts(rules: Rules, today: date):
     )
 
 
-def _earned_points():
-    return (
-        select(LedgerEntry.member_id.label("member_id"), func.sum(LedgerEntry.amount).label("earned"))
-        .where(LedgerEntry.kind == "earn")
-        .group_by(LedgerEntry.member_id)
-        .subquery("e")
-    )
-
-
 def points_cutoff(session: Session, rules: Rules) -> int | None:
     """The least cumulative points still in the top share of all members (None: nobody is)."""
     members = session.scalar(select(func.count()).select_from(Member)) or 0
     rank = int(members * rules.segments.top_points_share)
     if rank < 1:
         return None
-    earned = _earned_points()
-    ranked = select(earned.c.earned).where(earned.c.earned > 0).order_by(earned.c.earned.desc())
+    ranked = select(Member.points_balance).where(Member.points_balance > 0).order_by(Member.points_balance.desc())
     cutoff = session.scalar(ranked.offset(rank - 1).limit(1))
-    if cutoff is None:  # fewer earners than the top share: every earner is in it
-        cutoff = session.scalar(select(func.min(earned.c.earned)).where(earned.c.earned > 0))
+    if cutoff is None:  # fewer members with points than the top share: all of them are in it
+        cutoff = session.scalar(select(func.min(Member.points_balance)).where(Member.points_balance > 0))
     return int(cutoff) if cutoff is not None else None
 
 
 def member_facts(session: Session, member: Member, rules: Rules, today: date, cutoff: int | None) -> MemberFacts:
     """The facts of one member, from the same queries the set-based pass uses."""
     p = _purchase_facts(rules, today)
-    e = _earned_points()
     row = session.execute(select(p.c.spend, p.c.purchases, p.c.visits, p.c.last_at).where(p.c.member_id == member.id)).first()
-    earned = session.scalar(select(e.c.earned).where(e.c.member_id == member.id)) or 0
+    points = member.points_balance
     spend, purchases, visits, last_at = row if row else (Decimal(0), 0, 0, None)
     if last_at is not None and last_at.tzinfo is None:  # raw aggregate: stored as naive UTC
         last_at = last_at.replace(tzinfo=timezone.utc)
@@ -169,8 +159,8 @@ def member_facts(session: Session, member: Member, rules: Rules, today: date, cu
         purchases=int(purchases or 0),
         visits_last_year=int(visits or 0),
         last_purchase_on=last_at.astimezone(rules.zone).date() if last_at else None,
-        earned_points=int(earned),
-        top_points=cutoff is not None and earned > 0 and earned >= cutoff,
+        points=points,
+        top_points=cutoff is not None and points > 0 and points >= cutoff,
     )
 
 
@@ -179,12 +169,12 @@ def _earned_tier_sql(spend, rules: Rules):
     return case(*whens, else_=rules.tiers[0].id)
 
 
-def _classify_sql(p, earned, rules: Rules, today: date, cutoff: int | None):
+def _classify_sql(p, points, rules: Rules, today: date, cutoff: int | None):
     """SQL CASE expressions mirroring evaluate_member (segment, activity)."""
     seg = rules.segments
     purchases = func.coalesce(p.c.purchases, 0)
     visits = func.coalesce(p.c.visits, 0)
-    top = and_(earned > 0, earned >= cutoff) if cutoff is not None else literal(False)
+    top = and_(points > 0, points >= cutoff) if cutoff is not None else literal(False)
     frequent = purchases * YEAR_DAYS >= seg.frequent_purchases_per_year * seg.window_days
     top_tier_ids = [rules.tiers[-1].id]
     segment = case(
@@ -221,14 +211,12 @@ def evaluate_all(session: Session, rules: Rules, today: date) -> EvaluationStats
     """Write segment and activity of every member in one UPDATE (the tier is left to tier_changes)."""
     cutoff = points_cutoff(session, rules)
     p = _purchase_facts(rules, today)
-    e = _earned_points()
     facts = (
-        select(Member.id.label("id"), p.c.purchases, p.c.visits, p.c.last_at, e.c.earned)
+        select(Member.id.label("id"), p.c.purchases, p.c.visits, p.c.last_at, Member.points_balance.label("points"))
         .outerjoin(p, p.c.member_id == Member.id)
-        .outerjoin(e, e.c.member_id == Member.id)
         .subquery("f")
     )
-    segment, activity = _classify_sql(facts, func.coalesce(facts.c.earned, 0), rules, today, cutoff)
+    segment, activity = _classify_sql(facts, facts.c.points, rules, today, cutoff)
     session.execute(
         update(Member)
         .where(Member.id == facts.c.id)

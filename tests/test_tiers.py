@@ -17,9 +17,9 @@ from tests.factories import make_member
 TODAY = date(2026, 11, 23)
 
 
-def facts(tier="C", spend="0", purchases=0, visits=0, last=None, earned=0, top=False) -> MemberFacts:
+def facts(tier="C", spend="0", purchases=0, visits=0, last=None, points=0, top=False) -> MemberFacts:
     last_on = TODAY - timedelta(days=last) if last is not None else None
-    return MemberFacts(tier, Decimal(spend), purchases, visits, last_on, earned, top)
+    return MemberFacts(tier, Decimal(spend), purchases, visits, last_on, points, top)
 
 
 @pytest.mark.parametrize(
@@ -31,8 +31,8 @@ def facts(tier="C", spend="0", purchases=0, visits=0, last=None, earned=0, top=F
         (facts(spend="19999", purchases=3, visits=2, last=5), "C", "stable", "swinging"),
         (facts(spend="20000", purchases=4, visits=3, last=1), "B", "upgrade", "active"),
         (facts(tier="A", spend="50000", purchases=6, visits=3, last=1), "A", "stable", "active"),
-        (facts(spend="0", earned=90000, top=True), "D", "retention", "churned"),
-        (facts(spend="800", purchases=1, visits=0, last=400, earned=90000, top=True), "D", "upgrade", "churned"),
+        (facts(spend="0", points=90000, top=True), "D", "retention", "churned"),
+        (facts(spend="800", purchases=1, visits=0, last=400, points=90000, top=True), "D", "upgrade", "churned"),
         (facts(tier="A", spend="60000", purchases=1, visits=1, last=300), "A", "lapsed", "trending"),
         (facts(spend="100", purchases=1, visits=1, last=364), "D", "lapsed", "trending"),
         (facts(spend="100", purchases=1, visits=0, last=365), "D", "lapsed", "churned"),

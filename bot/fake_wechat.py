@@ -1,0 +1,138 @@
+"""A stand-in for the WeChat HTTP API, since the real one cannot be reached from here.
+
+Serves the endpoints the bot uses with WeChat's JSON and error codes, records every message
+(GET /_sent), and fails on request so delivery is tested over real HTTP:
+
+    POST /_fail   {"errcode": 45009, "times": 3}          the next 3 sends answer errcode 45009
+                  {"http_status": 500, "times": 2}         ... answer HTTP 500
+                  {"slow_seconds": 2, "times": 5}          ... are recorded, then answered 2 s late
+    POST /_block  {"openid": "o1", "errcode": 43004}       sends to o1 answer 43004 (unfollowed)
+    POST /_expire_token                                    the current access_token stops working
+    POST /_reset                                           forget messages, failures and tokens
+    GET  /_stats                                           token fetches and counters
+"""
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, jsonify, request
+
+ERRMSG = {
+    -1: "system error",
+    40001: "invalid credential, access_token is invalid or not latest",
+    40003: "invalid openid",
+    42001: "access_token expired",
+    43004: "require subscribe",
+    43019: "require remove blacklist",
+    43101: "user refuse to accept the msg",
+    45009: "reach max api daily quota limit",
+    45011: "api minute-quota reach limit",
+}
+
+
+@dataclass
+class FakeState:
+    sent: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list)  # queued behaviours, consumed in order
+    blocked: dict[str, int] = field(default_factory=dict)
+    valid_tokens: set[str] = field(default_factory=set)
+    token_fetches: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    ids: Any = field(default_factory=lambda: itertools.count(1000))
+
+
+def create_fake_app() -> Flask:
+    app = Flask("fake_wechat")
+    state = FakeState()
+    app.extensions["fake_wechat"] = state
+
+    def error(code: int):
+        return jsonify(errcode=code, errmsg=ERRMSG.get(code, "error"))
+
+    @app.get("/cgi-bin/token")
+    def token():
+        if request.args.get("grant_type") != "client_credential" or not request.args.get("appid"):
+            return error(40013)
+        with state.lock:
+            state.token_fetches += 1
+            value = f"FAKE-TOKEN-{state.token_fetches}"
+            state.valid_tokens.add(value)
+        return jsonify(access_token=value, expires_in=7200)
+
+    def send(kind: str):
+        with state.lock:
+            if request.args.get("access_token") not in state.valid_tokens:
+                return error(40001)
+            behaviour = state.failures.pop(0) if state.failures else {}
+            if behaviour.get("times", 1) > 1:
+                state.failures.insert(0, {**behaviour, "times": behaviour["times"] - 1})
+        if "http_status" in behaviour:
+            return "upstream trouble", behaviour["http_status"]
+        if "errcode" in behaviour:
+            return error(behaviour["errcode"])
+        body = request.get_json(force=True, silent=True) or {}
+        openid = body.get("touser")
+        if openid in state.blocked:
+            return error(state.blocked[openid])
+        with state.lock:
+            msgid = next(state.ids)
+            state.sent.append({"kind": kind, "msgid": msgid, "at": time.time(), **body})
+        if "slow_seconds" in behaviour:
+            time.sleep(behaviour["slow_seconds"])  # recorded first: the message has arrived
+        return jsonify(errcode=0, errmsg="ok", msgid=msgid)
+
+    app.add_url_rule("/cgi-bin/message/template/send", "template", lambda: send("template"), methods=["POST"])
+    app.add_url_rule("/cgi-bin/message/custom/send", "custom", lambda: send("custom"), methods=["POST"])
+
+    @app.get("/_sent")
+    def sent():
+        with state.lock:
+            return jsonify(list(state.sent))
+
+    @app.post("/_fail")
+    def fail():
+        with state.lock:
+            state.failures.append(request.get_json(force=True))
+        return jsonify(ok=True)
+
+    @app.post("/_block")
+    def block():
+        body = request.get_json(force=True)
+        with state.lock:
+            state.blocked[body["openid"]] = int(body.get("errcode", 43004))
+        return jsonify(ok=True)
+
+    @app.post("/_expire_token")
+    def expire_token():
+        with state.lock:
+            state.valid_tokens.clear()
+        return jsonify(ok=True)
+
+    @app.post("/_reset")
+    def reset():
+        with state.lock:
+            state.sent.clear()
+            state.failures.clear()
+            state.blocked.clear()
+            state.valid_tokens.clear()
+            state.token_fetches = 0
+        return jsonify(ok=True)
+
+    @app.get("/_stats")
+    def stats():
+        with state.lock:
+            return jsonify(token_fetches=state.token_fetches, sent=len(state.sent))
+
+    return app
+
+
+def serve_fake(host: str, port: int) -> None:
+    """Run the stand-in (threaded, HTTP/1.1 keep-alive so senders reuse connections)."""
+    from werkzeug.serving import WSGIRequestHandler, run_simple
+
+    WSGIRequestHandler.protocol_version = "HTTP/1.1"
+    run_simple(host, port, create_fake_app(), threaded=True)
