@@ -52,6 +52,10 @@ def create_app(
     from bot import cli
 
     cli.init_app(app)
+    if settings.embedded:
+        from scheduler.runner import start_embedded
+
+        app.extensions.setdefault("bot.on_serve", []).append(start_embedded)
     _reload_rules_on_sighup(holder)
     return app
 

@@ -173,7 +173,8 @@ def chat(openid: str, aes: bool, url: str) -> None:
 
 def init_app(app: Flask) -> None:
     """Register the command groups on the app."""
-    from bot import cli_points
+    from bot import cli_points, cli_push
 
-    for command in (rules_cli, db_cli, members_cli, staff_cli, serve, chat, *cli_points.COMMANDS):
+    for command in (rules_cli, db_cli, members_cli, staff_cli, serve, chat, *cli_points.COMMANDS,
+                    *cli_push.COMMANDS):
         app.cli.add_command(command)

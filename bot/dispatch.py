@@ -39,7 +39,10 @@ def answer_once(state: BotState, message: BaseMessage) -> str | None:
         pipe = state.redis.pipeline(transaction=False)
         pipe.set(key, _PENDING, nx=True, ex=webhook.dedup_ttl_seconds)
         pipe.get(state.keys("dialog", message.source))
-        claimed, dialog = pipe.execute()
+        window = state.rules.pushes.customer_service_window_hours
+        if window:  # WeChat lets us send customer-service messages for 48 h after a member writes
+            pipe.set(state.keys("seen", message.source), 1, ex=window * 3600)
+        claimed, dialog, *_ = pipe.execute()
     except RedisError:
         # Better an answer without de-duplication than a 500 that makes WeChat retry anyway.
         log.error("Redis unavailable: answering %s without de-duplication", message.source)

@@ -24,8 +24,9 @@ def points(ctx: Context) -> str:
     today = ctx.now.astimezone(rules.zone).date()
     tier = rules.tier(member.tier)
     higher = rules.next_tier(member.tier)
-    with ctx.db.read() as session:
-        overview = points_overview(session, member.id, rules, today)
+    # A Core connection, not an ORM session: one read-only statement, asked on every `积分`.
+    with ctx.db.engine.connect() as connection:
+        overview = points_overview(connection, member.id, rules, today)
     expiring, spend = overview.next_expiry, overview.window_spend
     if expiring:
         expiry = ctx.text("points_expiring", points=format_points(expiring[0]), date=expiring[1].isoformat())

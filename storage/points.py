@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 
-from sqlalchemy import Date, and_, bindparam, func, select
+from sqlalchemy import Connection, Date, and_, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from bot.config import Rules
@@ -40,8 +40,11 @@ class PointsOverview:
     window_spend: Decimal  # spend over the evaluation window, refunds excluded
 
 
-def points_overview(session: Session, member_id: int, rules: Rules, today: date) -> PointsOverview:
-    """Next expiry and window spend of one member, in one query."""
+def points_overview(session: Session | Connection, member_id: int, rules: Rules, today: date) -> PointsOverview:
+    """Next expiry and window spend of one member, in one query.
+
+    Takes a plain Connection too: the `积分` answer skips the ORM session, about half its cost.
+    """
     since = local_midnight(today - timedelta(days=rules.segments.window_days - 1), rules)
     row = session.execute(_OVERVIEW, {"member_id": member_id, "today": today, "since": since}).one()
     next_day = date.fromisoformat(row.next_day) if isinstance(row.next_day, str) else row.next_day
