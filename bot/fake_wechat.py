@@ -8,6 +8,7 @@ Serves the endpoints the bot uses with WeChat's JSON and error codes, records ev
                   {"slow_seconds": 2, "times": 5}          ... are recorded, then answered 2 s late
     POST /_block  {"openid": "o1", "errcode": 43004}       sends to o1 answer 43004 (unfollowed)
     POST /_expire_token                                    the current access_token stops working
+    POST /_reset_failures                                  forget queued failures
     POST /_reset                                           forget messages, failures and tokens
     GET  /_stats                                           token fetches and counters
 """
@@ -97,6 +98,12 @@ def create_fake_app() -> Flask:
     def fail():
         with state.lock:
             state.failures.append(request.get_json(force=True))
+        return jsonify(ok=True)
+
+    @app.post("/_reset_failures")
+    def reset_failures():
+        with state.lock:
+            state.failures.clear()
         return jsonify(ok=True)
 
     @app.post("/_block")

@@ -131,25 +131,29 @@ def record_purchase(session: Session, purchase: PurchaseIn, rules: Rules, actor:
     tier = rules.tier(member.tier)
     points = points_for(purchase.amount, tier.points_rate)
     try:
-        with session.begin_nested():  # a concurrent copy of the same receipt loses here
-            row = Purchase(
+        # One savepoint per receipt: the purchase, its earn lot and the audit row go in together
+        # or not at all, and a concurrent copy of the same receipt loses here, as a duplicate.
+        with session.begin_nested():
+            session.add(Purchase(
                 receipt_no=purchase.receipt_no, member_id=member.id, amount=purchase.amount,
                 purchased_at=purchase.purchased_at, store=purchase.store, points_earned=points,
-            )
-            session.add(row)
+            ))
+            session.flush()
+            if points > 0:
+                purchase_day = purchase.purchased_at.astimezone(rules.zone).date()
+                ledger.award_points(
+                    session, member.id, points,
+                    expires_on=purchase_day + timedelta(days=tier.points_valid_days),
+                    reference=purchase.receipt_no, idempotency_key=f"purchase:{purchase.receipt_no}",
+                    occurred_at=purchase.purchased_at,
+                )
+            record_change(session, member.id, "purchase", actor, f"{purchase.receipt_no} {purchase.amount} CNY")
             session.flush()
     except IntegrityError:
         existing = session.scalar(select(Purchase).where(Purchase.receipt_no == purchase.receipt_no))
+        if existing is None:  # not a duplicate receipt: a real fault, the caller's transaction fails
+            raise
         return _duplicate(session, existing, purchase)
-    if points > 0:
-        purchase_day = purchase.purchased_at.astimezone(rules.zone).date()
-        ledger.award_points(
-            session, member.id, points,
-            expires_on=purchase_day + timedelta(days=tier.points_valid_days),
-            reference=purchase.receipt_no, idempotency_key=f"purchase:{purchase.receipt_no}",
-            occurred_at=purchase.purchased_at,
-        )
-    record_change(session, member.id, "purchase", actor, f"{purchase.receipt_no} {purchase.amount} CNY")
     return PurchaseResult(purchase.receipt_no, "created", points=points)
 
 

@@ -64,7 +64,11 @@ def evaluate_member(facts: MemberFacts, rules: Rules, today: date) -> Evaluation
     frequent = facts.purchases * YEAR_DAYS >= seg.frequent_purchases_per_year * seg.window_days
     per_year = Decimal(facts.purchases * YEAR_DAYS) / seg.window_days
     has_higher_tier = rules.next_tier(facts.tier) is not None
-    top = f"cumulative points {facts.points} in the top {seg.top_points_share:.0%}"
+    top = f"balance of {facts.points} points in the top {seg.top_points_share:.0%}"
+    # DOMAIN.md, Tiers (seed 000 第五节 四), checked in this order: 挽留/抛弃 for no purchase at all;
+    # 提升 (≥ 2 a year, or top points; 稳固 when no higher tier exists); 抛弃 for < 2 in the window;
+    # else 稳固. Top points are checked before the "< 2 purchases" rule on purpose: a top member
+    # who buys once must not fare worse (lapsed, points reset) than one who never buys (retention).
     if facts.purchases == 0:
         if facts.top_points:
             segment, why = "retention", f"no purchase in {seg.window_days} days but {top}"

@@ -118,8 +118,73 @@ def clock() -> Clock:
     return Clock()
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def fake_wechat_server() -> str:
+    """The WeChat API stand-in in its own process, reached over real HTTP; yields its base URL."""
+    import subprocess
+    import sys
+
+    import requests
+
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-c", f"from bot.fake_wechat import serve_fake; serve_fake('127.0.0.1', {port})"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            requests.get(url + "/_stats", timeout=1)
+            break
+        except requests.RequestException:
+            time.sleep(0.05)
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+
+
+class FakeWeChat:
+    """Talks to the stand-in's control endpoints."""
+
+    def __init__(self, url: str):
+        import requests
+
+        self.url, self.http = url, requests.Session()
+        self.api_base = url + "/cgi-bin/"
+
+    def sent(self) -> list[dict]:
+        return self.http.get(self.url + "/_sent").json()
+
+    def fail(self, **behaviour) -> None:
+        self.http.post(self.url + "/_fail", json=behaviour)
+
+    def block(self, openid: str, errcode: int = 43004) -> None:
+        self.http.post(self.url + "/_block", json={"openid": openid, "errcode": errcode})
+
+    def expire_token(self) -> None:
+        self.http.post(self.url + "/_expire_token")
+
+    def stats(self) -> dict:
+        return self.http.get(self.url + "/_stats").json()
+
+
 @pytest.fixture
-def settings(database_url: str, redis_url: str, tmp_path) -> Settings:
+def fake_wechat(fake_wechat_server) -> FakeWeChat:
+    fake = FakeWeChat(fake_wechat_server)
+    fake.http.post(fake_wechat_server + "/_reset")
+    return fake
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str, fake_wechat_server: str, tmp_path) -> Settings:
     return Settings(
         wechat_token=TOKEN,
         wechat_appid=APPID,
@@ -127,7 +192,7 @@ def settings(database_url: str, redis_url: str, tmp_path) -> Settings:
         wechat_aes_key=AES_KEY,
         database_url=database_url,
         redis_url=redis_url,
-        wechat_api_base=os.environ.get("TEST_WECHAT_API_BASE", "http://127.0.0.1:9/cgi-bin/"),
+        wechat_api_base=fake_wechat_server + "/cgi-bin/",
         api_key=API_KEY,
         redis_prefix="test",
         rules_path=DEFAULT_RULES_PATH,

@@ -83,3 +83,20 @@ def test_refund_reverses_points(client, state):
     assert client.post("/api/purchases/R100/refund", headers=HEADERS).json["status"] == "already_refunded"
     assert client.post("/api/purchases/NOPE/refund", headers=HEADERS).status_code == 404
     assert client.post("/api/purchases/R100/refund").status_code == 401
+
+
+def test_a_refund_of_points_already_spent_reports_the_shortfall(client, state):
+    from sqlalchemy import select
+
+    from storage import ledger
+    from storage.models import LedgerEntry
+
+    client.post("/api/purchases", json=PURCHASE, headers=HEADERS)  # 1,500 points
+    with state.db.write() as session:
+        ledger.deduct_points(session, find_by_card(session, "A0000009").id, 1200, reference="gift")
+    response = client.post("/api/purchases/R100/refund", headers=HEADERS)
+    assert response.json == {"receipt_no": "R100", "status": "refunded", "points_reversed": 300, "shortfall": 1200}
+    assert _balance(state) == 0
+    with state.db.read() as session:
+        note = session.scalar(select(LedgerEntry.note).where(LedgerEntry.kind == "reverse"))
+    assert "1200" in note

@@ -126,6 +126,21 @@ def test_due_lots_expire_as_ledger_entries(db):
     assert kinds == [-70, -5]
 
 
+def test_expiry_pages_through_members_and_skips_those_with_nothing_due(db, monkeypatch):
+    monkeypatch.setattr(ledger, "BATCH", 2)  # several pages from a handful of members
+    members = [_member(db) for _ in range(7)]
+    with db.write() as session:
+        for n, member in enumerate(members):
+            ledger.award_points(session, member, 10 + n, expires_on=date(2026, 1, 1) if n % 3 else date(2027, 1, 1))
+            ledger.award_points(session, member, 1, expires_on=date(2027, 1, 1))
+    with db.write() as session:
+        assert ledger.expire_due_lots(session, date(2026, 6, 1)) == sum(10 + n for n in range(7) if n % 3)
+    for n, member in enumerate(members):
+        assert _balance(db, member) == ((11 + n, 11 + n) if n % 3 == 0 else (1, 1))
+    with db.read() as session:
+        assert ledger.check_balances(session) == []
+
+
 def test_a_lot_expiring_today_is_still_good_today(db):
     member = _member(db)
     with db.write() as session:

@@ -32,6 +32,11 @@ def test_points_answer(wechat, member):
     )
 
 
+def test_points_answer_in_safe_mode(wechat, member):
+    assert "当前积分：12,400" in wechat.text("o-points", "积分", aes=True)
+    assert wechat.text("o-points", "积分明细", aes=True).startswith("最近 3 笔积分记录：")
+
+
 def test_points_by_menu_and_in_english(wechat, member):
     assert "当前积分：12,400" in wechat.event("o-points", "CLICK", "MENU_POINTS")
     assert "当前积分：12,400" in wechat.text("o-points", "points")
