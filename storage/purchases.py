@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -178,11 +178,14 @@ class RefundResult:
     status: str  # refunded | already_refunded | not_found
     points_reversed: int = 0
     shortfall: int = 0
+    points_expired: int = 0  # the purchase's points that had expired: gone already, nothing to take back
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"receipt_no": self.receipt_no, "status": self.status}
         if self.status == "refunded":
             out.update(points_reversed=self.points_reversed, shortfall=self.shortfall)
+            if self.points_expired:
+                out["points_expired"] = self.points_expired
         return out
 
 
@@ -194,15 +197,20 @@ def refund_purchase(session: Session, receipt_no: str, actor: str = "api") -> Re
     if purchase.refunded_at is not None:
         return RefundResult(receipt_no, "already_refunded")
     purchase.refunded_at = utcnow()
-    reversal = ledger.Reversal(None, 0, 0)
+    reversal, expired = ledger.Reversal(None, 0, 0), 0
     if purchase.points_earned > 0:
         lot = session.scalar(select(LedgerEntry.id).where(LedgerEntry.idempotency_key == f"purchase:{receipt_no}"))
-        reversal = ledger.reverse_points(
-            session, purchase.member_id, purchase.points_earned,
-            reference=receipt_no, idempotency_key=f"refund:{receipt_no}", lot_id=lot,
-        )
+        # Points of this purchase that expired were never used: taking others' points for them would be unfair.
+        expired = -(session.scalar(
+            select(func.sum(LedgerEntry.amount)).where(LedgerEntry.idempotency_key == f"expire:lot:{lot}")
+        ) or 0) if lot else 0
+        if purchase.points_earned > expired:
+            reversal = ledger.reverse_points(
+                session, purchase.member_id, purchase.points_earned - expired,
+                reference=receipt_no, idempotency_key=f"refund:{receipt_no}", lot_id=lot,
+            )
     record_change(session, purchase.member_id, "refund", actor, f"{receipt_no}, {reversal.reversed_points} points back")
-    return RefundResult(receipt_no, "refunded", reversal.reversed_points, reversal.shortfall)
+    return RefundResult(receipt_no, "refunded", reversal.reversed_points, reversal.shortfall, expired)
 
 
 # --------------------------------------------------------------------------- CSV

@@ -115,9 +115,9 @@ def gunicorn_bot(db_url, redis_url, redis_client):
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            if requests.get(url + "/healthz", timeout=1).status_code == 200:
+            if requests.get(url + "/healthz", timeout=5).status_code == 200:
                 break
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or workers still booting
             time.sleep(0.1)
     else:
         process.kill()
