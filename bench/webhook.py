@@ -191,6 +191,7 @@ def main() -> None:
     build_database(database, args.members, args.ledger)
 
     results = {}
+    load_before = os.getloadavg()[0]  # other work on the machine skews every figure: say so
     with redis_server() as redis_url, tempfile.TemporaryDirectory() as scratch:
         script = Path(scratch) / "requests.lua"
         script.write_text(LUA)
@@ -221,7 +222,8 @@ def main() -> None:
                 server.wait(timeout=10)
 
     print(f"\n{args.members:,} members, {args.ledger:,} ledger entries, gunicorn 2 × {args.worker_class} workers, "
-          f"{args.connections} connections, {args.duration} s each, {os.cpu_count()} cores\n")
+          f"{args.connections} connections, {args.duration} s each, {os.cpu_count()} cores; "
+          f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after (this run adds about 3)\n")
     print(f"{'mode':6} {'app':6} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for (mode, name), r in results.items():
         print(f"{mode:6} {name:6} {r['rps']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['errors']:7d}")

@@ -138,8 +138,11 @@ def create_fake_app() -> Flask:
 
 
 def serve_fake(host: str, port: int) -> None:
-    """Run the stand-in (threaded, HTTP/1.1 keep-alive so senders reuse connections)."""
-    from werkzeug.serving import WSGIRequestHandler, run_simple
+    """Run the stand-in under gunicorn: one process (the record lives in memory), many threads."""
+    import os
+    import sys
 
-    WSGIRequestHandler.protocol_version = "HTTP/1.1"
-    run_simple(host, port, create_fake_app(), threaded=True)
+    os.execv(sys.executable, [sys.executable, "-m", "gunicorn", "--workers", "1", "--worker-class", "gthread",
+                              "--threads", "32", "--bind", f"{host}:{port}", "--log-level", "warning",
+                              "--graceful-timeout", "1",
+                              "bot.fake_wechat:create_fake_app()"])

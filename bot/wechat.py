@@ -14,9 +14,10 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
 import redis as redis_lib
-from requests.adapters import HTTPAdapter
 from wechatpy import WeChatClient
 from wechatpy.exceptions import WeChatClientException
+
+from bot.http import PooledSession
 
 if TYPE_CHECKING:
     from bot.state import BotState
@@ -34,11 +35,22 @@ _DELETE_IF_SAME = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.ca
 class TokenStore:
     """The shared access_token: cached in Redis, fetched by one process at a time."""
 
+    LOCAL_SECONDS = 5.0  # reuse a token read from Redis this long before asking again
+
     def __init__(self, redis: redis_lib.Redis, key: str, lock_key: str, fetch: Callable[[], dict]):
         self._redis, self._key, self._lock_key, self._fetch = redis, key, lock_key, fetch
+        self._local: tuple[str, float] | None = None
 
-    def current(self) -> str:
-        """A valid token, fetching a new one if there is none."""
+    def current(self, fresh: bool = False) -> str:
+        """A valid token, fetching a new one if there is none; ``fresh`` skips the short local copy."""
+        local = self._local
+        if local and not fresh and time.monotonic() - local[1] < self.LOCAL_SECONDS:
+            return local[0]
+        token = self._current()
+        self._local = (token, time.monotonic())
+        return token
+
+    def _current(self) -> str:
         deadline = time.monotonic() + 15
         while True:
             token = self._redis.get(self._key)
@@ -66,6 +78,7 @@ class TokenStore:
 
     def drop_if_same(self, token: str) -> bool:
         """Forget ``token`` if it is still the current one; True if it was."""
+        self._local = None
         return bool(self._redis.eval(_DELETE_IF_SAME, 1, self._key, token))
 
 
@@ -76,9 +89,7 @@ class ApiClient(WeChatClient):
                  timeout: float = HTTP_TIMEOUT_SECONDS):
         self.API_BASE_URL = api_base.rstrip("/") + "/"
         super().__init__(appid, secret, timeout=timeout, auto_retry=False)
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=64)
-        self._http.mount("http://", adapter)
-        self._http.mount("https://", adapter)
+        self._http = PooledSession()
         self.tokens = tokens_for(self)
         self._pinned = threading.local()
 
@@ -111,7 +122,7 @@ class ApiClient(WeChatClient):
             if _errcode(exc) not in TOKEN_ERRORS:
                 raise
             self.tokens.drop_if_same(token)
-        with self._pin(self.tokens.current()):
+        with self._pin(self.tokens.current(fresh=True)):
             return api_call()
 
     def send_text(self, openid: str, text: str) -> dict:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, and_, case, cast, false, func, literal, select, true, update
+from sqlalchemy import Select, and_, bindparam, case, cast, false, func, literal, select, true, update
 from sqlalchemy import String as SqlString
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -179,13 +179,14 @@ class Outcome:
 
 def record_outcomes(session: Session, outcomes: Sequence[Outcome], now: datetime) -> None:
     """Write what happened to each claimed row; members WeChat refused are marked unreachable."""
-    for outcome in outcomes:
-        session.execute(
-            update(OutboxMessage).where(OutboxMessage.id == outcome.id)
-            .values(status=outcome.status, reason=outcome.reason, channel=outcome.channel,
-                    attempts=OutboxMessage.attempts + outcome.attempts,
-                    sent_at=now if outcome.status == "sent" else None, claim=None)
-            .execution_options(synchronize_session=False)
+    table = OutboxMessage.__table__
+    if outcomes:
+        session.connection().execute(  # one executemany for the whole batch
+            update(table).where(table.c.id == bindparam("row_id")).values(
+                status=bindparam("new_status"), reason=bindparam("new_reason"), channel=bindparam("new_channel"),
+                attempts=table.c.attempts + bindparam("tries"), sent_at=bindparam("when"), claim=None),
+            [{"row_id": o.id, "new_status": o.status, "new_reason": o.reason, "new_channel": o.channel,
+              "tries": o.attempts, "when": now if o.status == "sent" else None} for o in outcomes],
         )
     refused = [o.id for o in outcomes if o.status == "unreachable"]
     if refused:

@@ -147,7 +147,7 @@ def fake_wechat_server() -> str:
         except requests.RequestException:
             time.sleep(0.05)
     yield url
-    process.terminate()
+    process.kill()  # requests a test left hanging need no graceful end
     process.wait(timeout=10)
 
 

@@ -111,13 +111,13 @@ def test_refund_after_the_points_expired_takes_nothing_from_other_points(db, rul
     with db.write() as session:
         member = make_member(session, card_no="B0000001", tier="B")
         purchases.record_purchase(session, parse_purchase(GOOD, rules), rules)  # 2,399 points
-        ledger.deduct_points(session, member.id, 1000, reference="gift")  # 1,399 of the lot left
         ledger.award_points(session, member.id, 500, expires_on=date(2099, 1, 1), reference="later")
     with db.write() as session:
-        assert ledger.expire_due_lots(session, date(2099, 1, 1)) == 1399
+        assert ledger.expire_due_lots(session, date(2099, 1, 1)) == 2399
     with db.write() as session:
         refund = purchases.refund_purchase(session, "R1")
-    assert (refund.points_reversed, refund.shortfall, refund.points_expired) == (0, 1000, 1399)
+    assert (refund.points_reversed, refund.shortfall, refund.points_expired) == (0, 0, 2399)
+    assert refund.as_dict()["points_expired"] == 2399
     with db.read() as session:
         assert find_by_card(session, "B0000001").points_balance == 500  # the later points stay
         assert ledger.check_balances(session) == []
