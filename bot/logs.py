@@ -8,3 +8,4 @@ def setup_logging() -> None:
         level=os.environ.get("LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
     )
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # it logs every planned job at INFO

@@ -111,6 +111,17 @@ def run_scheduled_job(name: str) -> None:
         log.exception("job %s failed", name)
 
 
+def catch_up() -> None:
+    """Run the jobs due earlier today that did not run (their scheduler died)."""
+    runner = _runner
+    if runner is None or not runner.lease.held:
+        return
+    try:
+        runner.catch_up()
+    except Exception:
+        log.exception("catching up missed jobs failed")
+
+
 def drain_outbox() -> None:
     """Resume pending pushes (held in quiet hours, left by a crash, retried later)."""
     runner = _runner
@@ -131,10 +142,8 @@ def renew_lease() -> None:
     was_held = runner.lease.held
     if runner.lease.refresh() and not was_held:
         log.info("this scheduler is now the active one")
-        try:
-            runner.catch_up()
-        except Exception:
-            log.exception("catching up missed jobs failed")
+        # In the scheduler's own thread, so that starting up never waits for a job.
+        runner.scheduler.add_job(catch_up, id="catch-up", name="catch-up", replace_existing=True)
     elif was_held and not runner.lease.held:
         log.warning("lost the scheduler lease: now a standby")
 

@@ -449,3 +449,26 @@ def test_unsubscribe_and_subscribe_in_chat(wechat, state, db, fake_wechat):
     assert "已恢复接收" in wechat.text(member.openid, "订阅")
     with db.read() as session:
         assert session.get(Member, member.id).opted_out is False
+
+
+def test_a_rules_reload_re_plans_the_jobs(settings, rules, redis_client, tmp_path):
+    from bot import create_app
+    from bot.config import Settings
+    from scheduler.runner import SchedulerRunner
+
+    path = tmp_path / "config.yaml"
+    _write_rules(rules, path)
+    app = create_app(Settings(**{**settings.__dict__, "rules_path": path}), redis_client=redis_client)
+    state = app.extensions["bot"]
+    runner = SchedulerRunner(state)
+    runner.scheduler.start(paused=True)  # planned, never fired
+    runner.plan(state.rules)
+    state.rules_holder.on_reload(runner.plan)
+    assert "hour='9', minute='0'" in str(runner.scheduler.get_job("birthday").trigger)
+    moved = rules.model_copy(update={"jobs": rules.jobs.model_copy(update={
+        "birthday": rules.jobs.birthday.model_copy(update={"at": "10:30"})})})
+    _write_rules(moved, path)
+    assert state.rules_holder.reload()
+    assert "hour='10', minute='30'" in str(runner.scheduler.get_job("birthday").trigger)
+    runner.scheduler.shutdown(wait=False)
+    state.db.dispose()
