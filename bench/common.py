@@ -59,3 +59,22 @@ def wait_for_http(url: str, timeout: float = 30) -> None:
         except requests.RequestException:  # not listening yet, or workers still booting
             time.sleep(0.1)
     raise RuntimeError(f"{url} did not answer within {timeout} s")
+
+
+def reuse_or_create(path: Path, members: int) -> bool:
+    """True if ``path`` already holds a benchmark database of ``members``; else an empty migrated one is made."""
+    import sqlite3
+
+    from storage.db import Database
+    from storage.migrate import upgrade
+
+    if path.exists():
+        with sqlite3.connect(path) as conn:
+            if conn.execute("SELECT count(*) FROM members").fetchone()[0] == members:
+                print(f"using {path} ({members:,} members)", flush=True)
+                return True
+        path.unlink()
+    db = Database(f"sqlite:///{path}")
+    upgrade(db)
+    db.dispose()
+    return False

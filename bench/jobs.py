@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import DATA, ROOT, free_port, redis_server, wait_for_http  # noqa: E402
+from bench.common import DATA, ROOT, free_port, redis_server, reuse_or_create, wait_for_http  # noqa: E402
 
 TODAY = date(2026, 11, 23)
 TIERS = [("D", 0.80), ("C", 0.13), ("B", 0.05), ("A", 0.02)]
@@ -38,19 +38,9 @@ TIERS = [("D", 0.80), ("C", 0.13), ("B", 0.05), ("A", 0.02)]
 
 def build(path: Path, members: int, per_member: int) -> None:
     """Bulk-insert members, ledger lots and redemptions, and purchases."""
-    if path.exists():
-        with sqlite3.connect(path) as conn:
-            if conn.execute("SELECT count(*) FROM members").fetchone()[0] == members:
-                print(f"using {path}", flush=True)
-                return
-        path.unlink()
-    from storage.db import Database
-    from storage.migrate import upgrade
-
     started = time.monotonic()
-    db = Database(f"sqlite:///{path}")
-    upgrade(db)
-    db.dispose()
+    if reuse_or_create(path, members):
+        return
     rng = random.Random(3)
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA synchronous=OFF")

@@ -27,10 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import requests  # noqa: E402
 
-from bench.common import DATA, ROOT, ensure_debian_package, free_port, redis_server, wait_for_http  # noqa: E402
+from bench.common import (  # noqa: E402
+    DATA, ROOT, ensure_debian_package, free_port, redis_server, reuse_or_create, wait_for_http,
+)
 from bot.wire import WeChatServer, text_xml  # noqa: E402
-from storage.db import Database  # noqa: E402
-from storage.migrate import upgrade  # noqa: E402
 
 TOKEN, APPID, AES_KEY = "bench-token", "wx-bench", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 TIERS = [("D", 0.80), ("C", 0.12), ("B", 0.06), ("A", 0.02)]
@@ -61,16 +61,9 @@ end
 
 def build_database(path: Path, members: int, ledger_rows: int) -> None:
     """Members bound to WeChat, earn lots and redemptions, some purchases: bulk inserts."""
-    if path.exists():
-        with sqlite3.connect(path) as conn:
-            if conn.execute("SELECT count(*) FROM members").fetchone()[0] == members:
-                print(f"using {path} ({members:,} members)", flush=True)
-                return
-        path.unlink()
     started = time.monotonic()
-    db = Database(f"sqlite:///{path}")
-    upgrade(db)
-    db.dispose()
+    if reuse_or_create(path, members):
+        return
     rng = random.Random(1)
     per_member = ledger_rows // members
     today = date.today()

@@ -13,7 +13,6 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from bot import create_app
 from bot.wire import WeChatServer, text_xml
 from handlers import HANDLERS
 from storage.db import Database

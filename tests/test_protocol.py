@@ -9,7 +9,7 @@ from wechatpy.crypto import WeChatCrypto
 
 from bot import create_app
 from bot.config import Settings
-from bot.wire import event_xml, signature, text_xml
+from bot.wire import signature, text_xml
 
 # The documented sample of WeChat's message encryption guide (公众号消息加解密 sample code).
 GUIDE_TOKEN = "spamtest"
