@@ -185,8 +185,23 @@ def child(kind: str, args: list[str]) -> None:
               "evaluation": lambda: measure_evaluation(args[0]),
               "reset": lambda: measure_reset(args[0], int(args[1])),
               "pushes": lambda: measure_pushes(args[0], int(args[1]), args[2], args[3])}[kind]()
-    result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_mb"] = peak_mb()
     print(json.dumps(result))
+
+
+def peak_mb() -> float:
+    """This process's own peak resident memory in MB.
+
+    Linux carries the parent's peak into ru_maxrss across fork+exec (the builder's peak would
+    show up in every child), so read the address space's own high-water mark when there is one.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_child(*args: str) -> dict:

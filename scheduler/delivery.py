@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import redis as redis_lib
 import requests
 from sqlalchemy import and_, select
 from wechatpy.exceptions import WeChatClientException
@@ -110,7 +112,8 @@ def drain(state: "BotState", max_batches: int | None = None) -> DrainStats:
     limiter = RateLimiter(state, cfg.rate_limit_per_minute)
     bulletins: dict[str, tuple[str, str]] = {}
     batches = 0
-    with ThreadPoolExecutor(cfg.concurrent_sends, thread_name_prefix="push") as pool:
+    with Heartbeat(state, claim_id, cfg.claim_timeout_seconds), \
+            ThreadPoolExecutor(cfg.concurrent_sends, thread_name_prefix="push") as pool:
         while max_batches is None or batches < max_batches:
             now = state.now()
             marketing_ok = not in_quiet_hours(rules, now)
@@ -136,12 +139,53 @@ def drain(state: "BotState", max_batches: int | None = None) -> DrainStats:
     return stats
 
 
+class Heartbeat:
+    """A Redis key that lives while its sender does: a slow sender's claims are not taken from it."""
+
+    def __init__(self, state: "BotState", claim_id: str, seconds: int):
+        self._redis, self._key, self._ttl_ms = state.redis, state.keys("push-sender", claim_id), seconds * 1000
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="push-heartbeat", daemon=True)
+
+    def __enter__(self) -> "Heartbeat":
+        self._redis.set(self._key, "1", px=self._ttl_ms)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._redis.delete(self._key)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self._ttl_ms / 3000):
+            try:
+                self._redis.set(self._key, "1", px=self._ttl_ms)
+            except redis_lib.RedisError:
+                log.warning("could not renew the sender heartbeat")  # the next beat tries again
+
+
+def _alive(state: "BotState", claims: list[str]) -> set[str]:
+    pipe = state.redis.pipeline(transaction=False)
+    for claim_id in claims:
+        pipe.exists(state.keys("push-sender", claim_id))
+    return {claim_id for claim_id, alive in zip(claims, pipe.execute()) if alive}
+
+
 def recover_stale_claims(state: "BotState", stats: DrainStats) -> None:
-    """Rows a dead sender claimed: untried ones go back to pending, ones it may have sent are 'unknown'."""
+    """Rows a dead sender claimed: untried ones go back to pending, ones it may have sent are 'unknown'.
+
+    A sender is dead when its heartbeat key has expired (no beat for claim_timeout_seconds), not
+    merely because its batch is slow (rate limit, retries): taking rows from a live sender would
+    send them twice.
+    """
     older_than = state.now() - timedelta(seconds=state.rules.pushes.claim_timeout_seconds)
-    while True:
+    with state.db.read() as session:
+        claimants = [c for c in outbox.stale_claimants(session, older_than) if c]
+    dead = sorted(set(claimants) - _alive(state, claimants)) if claimants else []
+    while dead:
         with state.db.write() as session:
-            ids = outbox.stale_claims(session, older_than)
+            ids = outbox.stale_claims(session, older_than, dead)
             if not ids:
                 return
             pipe = state.redis.pipeline(transaction=False)

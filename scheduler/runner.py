@@ -20,6 +20,8 @@ from scheduler.lease import Lease
 log = logging.getLogger(__name__)
 
 _runner: "SchedulerRunner | None" = None  # the process's runner, for the module-level job functions
+# Clear a job's running mark only if this scheduler set it (another may have taken the job over).
+_RELEASE_MARK = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 
 def job_schedule(rules: Rules) -> dict[str, dict]:
@@ -80,13 +82,19 @@ class SchedulerRunner:
         if state.redis.exists(done):
             return
         running = state.keys("running", name, today.isoformat())
-        if not state.redis.set(running, "1", nx=True, ex=3600):
-            return
+        holder = self.lease.holder
+        if not state.redis.set(running, holder, nx=True, ex=3600):
+            if state.redis.get(running) == holder:
+                return  # this scheduler is running it already (a catch-up and the cron fire overlapping)
+            # Marked by a scheduler that has since lost the lease (it died mid-run): waiting for the
+            # mark to expire would miss the day, and the job is idempotent, so run it again now.
+            log.warning("job %s: the previous active scheduler did not finish it; running it again", name)
+            state.redis.set(running, holder, ex=3600)
         try:
             run_job(state, name, today)
             state.redis.set(done, "1", ex=3 * 24 * 3600)
         finally:
-            state.redis.delete(running)
+            state.redis.eval(_RELEASE_MARK, 1, running, holder)
 
     def catch_up(self) -> None:
         """Run the jobs due earlier today that did not run (their scheduler died)."""

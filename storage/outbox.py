@@ -150,11 +150,20 @@ def claim(session: Session, limit: int, claim_id: str, marketing_allowed: bool, 
     return ids
 
 
-def stale_claims(session: Session, older_than: datetime, limit: int = 1000) -> list[int]:
-    """Rows claimed by a sender that has not finished them in time (it died)."""
+def stale_claimants(session: Session, older_than: datetime) -> list[str]:
+    """Senders holding rows claimed before ``older_than`` (dead, or alive but slow)."""
+    return list(session.scalars(
+        select(OutboxMessage.claim).distinct()
+        .where(OutboxMessage.status == "sending", OutboxMessage.claimed_at < older_than)
+    ))
+
+
+def stale_claims(session: Session, older_than: datetime, claims: Sequence[str], limit: int = 1000) -> list[int]:
+    """Rows claimed before ``older_than`` by the given (dead) senders."""
     return list(session.scalars(
         select(OutboxMessage.id)
-        .where(OutboxMessage.status == "sending", OutboxMessage.claimed_at < older_than)
+        .where(OutboxMessage.status == "sending", OutboxMessage.claimed_at < older_than,
+               OutboxMessage.claim.in_(claims))
         .order_by(OutboxMessage.id).limit(limit)
     ))
 

@@ -147,8 +147,13 @@ def fake_wechat_server() -> str:
         except requests.RequestException:
             time.sleep(0.05)
     yield url
-    process.kill()  # requests a test left hanging need no graceful end
-    process.wait(timeout=10)
+    # SIGTERM: gunicorn stops its worker too (after --graceful-timeout 1 s); SIGKILL would orphan it.
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
 
 
 class FakeWeChat:

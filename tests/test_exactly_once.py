@@ -1,7 +1,9 @@
 """WeChat retries: the same message has its effects once and every copy gets the first answer."""
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -109,6 +111,7 @@ def gunicorn_bot(db_url, redis_url, redis_client):
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}", "wsgi:app"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group: the workers go down with the master
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -119,11 +122,15 @@ def gunicorn_bot(db_url, redis_url, redis_client):
         except requests.RequestException:  # not listening yet, or workers still booting
             time.sleep(0.1)
     else:
-        process.kill()
+        os.killpg(process.pid, signal.SIGKILL)
         pytest.fail("gunicorn did not start: " + process.stderr.read().decode()[-2000:])
     yield url
     process.terminate()
-    process.wait(timeout=10)
+    try:
+        process.wait(timeout=10)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # any worker left behind
 
 
 @pytest.mark.parametrize("aes", [False, True], ids=["plain", "aes"])

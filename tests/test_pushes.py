@@ -472,3 +472,36 @@ def test_a_rules_reload_re_plans_the_jobs(settings, rules, redis_client, tmp_pat
     assert "hour='10', minute='30'" in str(runner.scheduler.get_job("birthday").trigger)
     runner.scheduler.shutdown(wait=False)
     state.db.dispose()
+
+
+def test_a_job_left_half_run_by_a_dead_scheduler_runs_again_on_takeover(state, db, fake_wechat):
+    from scheduler.runner import SchedulerRunner
+
+    runner = SchedulerRunner(state)
+    today = runner.today()
+    with db.write() as session:
+        member = bound(session, 1, tier="C", birthday=today.replace(year=1990))
+    # The previous active scheduler marked the job running, then died before finishing it.
+    state.redis.set(state.keys("running", "birthday", today.isoformat()), "dead-holder", ex=3600)
+    assert runner.lease.refresh()
+    runner.run_once_today("birthday")
+    runner.run_once_today("birthday")  # done for today: not again
+    assert per_recipient(fake_wechat.sent()) == {member.openid: 1}
+    assert not state.redis.exists(state.keys("running", "birthday", today.isoformat()))
+
+
+def test_a_slow_sender_keeps_its_claims_and_a_dead_one_loses_them(state, db):
+    from scheduler.delivery import DrainStats, Heartbeat, recover_stale_claims
+    from storage import outbox
+
+    with db.write() as session:
+        bound(session, 1, tier="C", birthday=date(1990, 6, 1))
+    jobs.run_job(state, "birthday", date(2026, 6, 1), drain=False)
+    with db.write() as session:  # claimed long ago, by a sender still busy with its batch
+        assert len(outbox.claim(session, 10, "slow", True, state.now() - timedelta(minutes=10))) == 1
+    with Heartbeat(state, "slow", 1):
+        alive = DrainStats()
+        recover_stale_claims(state, alive)
+    dead = DrainStats()
+    recover_stale_claims(state, dead)  # its heartbeat stopped: it died
+    assert (alive.recovered, dead.recovered) == (0, 1)
