@@ -182,6 +182,9 @@ def main() -> None:
     DATA.mkdir(parents=True, exist_ok=True)
     database = DATA / f"webhook-{args.members}.sqlite3"
     build_database(database, args.members, args.ledger)
+    with database.open("rb") as warm:  # into the page cache: the first run must not pay for disk reads
+        while warm.read(1 << 24):
+            pass
 
     results = {}
     load_before = os.getloadavg()[0]  # other work on the machine skews every figure: say so
@@ -206,7 +209,7 @@ def main() -> None:
                     url = f"http://127.0.0.1:{port}"
                     check_answer(url, args.members, aes)
                     results[(mode, name)] = result = wrk(url, requests_file, args.duration, args.connections, script)
-                    if result["requests"] > budget:
+                    if name == "bot" and result["requests"] > budget:  # the floor has no dedup: repeats cost the same
                         print(f"note: {name}/{mode} sent {result['requests']} requests, more than the "
                               f"{budget} distinct messages prepared; repeats were answered from the dedup cache")
         finally:

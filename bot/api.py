@@ -63,7 +63,9 @@ def post_purchases():
         results = [record_purchase(session, purchase, rules, actor="api") for purchase in purchases]
     payload = [r.as_dict() for r in results]
     if isinstance(body, list):
-        return jsonify(results=payload), 200
+        # 200: every receipt is in (created now or before); 207: some were refused, see each result.
+        refused = any(r.status == "refused" for r in results)
+        return jsonify(results=payload), (207 if refused else 200)
     status = {"created": 201, "duplicate": 200, "refused": 422}[results[0].status]
     return jsonify(payload[0]), status
 

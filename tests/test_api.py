@@ -60,13 +60,15 @@ def test_a_list_answers_per_receipt(client, state):
     batch = [PURCHASE, {**PURCHASE, "receipt_no": "R102", "amount": "10.99"},
              {**PURCHASE, "receipt_no": "R103", "card_no": "NOBODY"}]
     response = client.post("/api/purchases", json=batch, headers=HEADERS)
-    assert response.status_code == 200
+    assert response.status_code == 207  # not all went in
     assert response.json["results"] == [
         {"receipt_no": "R100", "status": "duplicate"},
         {"receipt_no": "R102", "status": "created", "points": 16},
         {"receipt_no": "R103", "status": "refused", "reason": "card_no NOBODY is not a known member"},
     ]
     assert _balance(state) == 1516
+    again = client.post("/api/purchases", json=batch[:2], headers=HEADERS)
+    assert again.status_code == 200 and [r["status"] for r in again.json["results"]] == ["duplicate", "duplicate"]
 
 
 def test_not_json_gets_422(client):
