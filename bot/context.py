@@ -12,8 +12,9 @@ if TYPE_CHECKING:
     import redis
     from wechatpy.messages import BaseMessage
 
+    from sqlalchemy.engine import Row
+
     from bot.state import BotState
-    from storage.models import Member
 
 
 NOT_FETCHED = object()
@@ -88,13 +89,13 @@ class Context:
         self._dialog = Dialog(self.redis, self.key("dialog", self.openid), self.rules.dialog.ttl_seconds, stored)
 
     @property
-    def member(self) -> "Member | None":
-        """The member bound to this openid (loaded once, detached: read it, do not write through it)."""
+    def member(self) -> "Row | None":
+        """The member bound to this openid, loaded once as a read-only row (members' columns as attributes)."""
         if not self._member_loaded:
-            from storage.members import find_by_openid
+            from storage.members import member_row
 
-            with self.db.read() as session:
-                self._member = find_by_openid(session, self.openid)
+            with self.db.engine.connect() as connection:
+                self._member = member_row(connection, self.openid)
             self._member_loaded = True
         return self._member
 

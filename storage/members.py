@@ -10,6 +10,7 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import Connection, Row
 from sqlalchemy.orm import Session
 
 from bot.config import Rules
@@ -42,6 +43,14 @@ _BY_OPENID = select(Member).where(Member.openid == bindparam("openid"))  # built
 
 def find_by_openid(session: Session, openid: str) -> Member | None:
     return session.scalar(_BY_OPENID, {"openid": openid})
+
+
+_ROW_BY_OPENID = select(Member.__table__).where(Member.__table__.c.openid == bindparam("openid"))
+
+
+def member_row(connection: Connection, openid: str) -> Row | None:
+    """The member bound to ``openid`` as a read-only row (no ORM object: this runs on every message)."""
+    return connection.execute(_ROW_BY_OPENID, {"openid": openid}).first()
 
 
 def find_by_card(session: Session, card_no: str) -> Member | None:
