@@ -28,7 +28,7 @@ from bot.wire import WeChatServer, text_xml  # noqa: E402
 STAGES = [
     ("bot.webhook", "receive_message"), ("bot.webhook", "_check_signature"), ("bot.webhook", "_checked_xml"),
     ("bot.webhook", "parse_message"), ("bot.webhook", "answer_once"), ("bot.dispatch", "_answer_within_budget"),
-    ("bot.dispatch", "dispatch"), ("storage.members", "find_by_openid"), ("handlers.points", "points_overview"),
+    ("bot.dispatch", "dispatch"), ("storage.members", "member_row"), ("handlers.points", "points_overview"),
     ("bot.dispatch", "_render"),
 ]
 
