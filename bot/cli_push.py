@@ -88,6 +88,21 @@ def push_run(job: str, on: datetime | None) -> None:
         click.echo(f"  {count} × {reason}")
 
 
+@push_cli.command("requeue-unknown")
+@click.argument("job", type=_job_choice())
+@click.option("--occasion", help="Only this occasion (e.g. 2026-06-01 or 2026-12).")
+@click.option("--yes", is_flag=True, help="Confirm without asking.")
+def push_requeue_unknown(job: str, occasion: str | None, yes: bool) -> None:
+    """Send again the pushes left in doubt by a sender that died mid-call (after checking they did not arrive)."""
+    from storage import outbox
+
+    if not yes:
+        click.confirm(f"Resend {job} pushes in doubt? A member who did receive one gets it twice", abort=True)
+    with state().db.write() as session:
+        count = outbox.requeue_unknown(session, job, occasion)
+    click.echo(f"{count} pushes back to pending; the next drain (or `push run {job}`) sends them")
+
+
 @push_cli.command("status")
 @click.option("--runs", default=3, show_default=True, help="Runs shown per job.")
 def push_status(runs: int) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar
@@ -28,7 +29,7 @@ HTTP_TIMEOUT_SECONDS = 5
 TOKEN_ERRORS = {40001, 40014, 42001}  # invalid credential, invalid token, token expired
 T = TypeVar("T")
 
-# Delete the key only if it still holds the token that failed.
+# Delete the key only if it still holds the given value (the token that failed, or our fetch lock).
 _DELETE_IF_SAME = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 
@@ -56,11 +57,13 @@ class TokenStore:
             token = self._redis.get(self._key)
             if token:
                 return token
-            if self._redis.set(self._lock_key, "1", nx=True, ex=15):
+            mine = uuid.uuid4().hex
+            if self._redis.set(self._lock_key, mine, nx=True, ex=15):
                 try:
                     return self._fetch_and_store()
                 finally:
-                    self._redis.delete(self._lock_key)
+                    # Release only our own lock: after a stall past its expiry another process may hold it.
+                    self._redis.eval(_DELETE_IF_SAME, 1, self._lock_key, mine)
             if time.monotonic() > deadline:
                 raise TimeoutError("no access_token: another process holds the fetch lock")
             time.sleep(0.05)  # another process is fetching

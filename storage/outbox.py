@@ -208,6 +208,21 @@ def record_outcomes(session: Session, outcomes: Sequence[Outcome], now: datetime
         )
 
 
+def requeue_unknown(session: Session, job: str, occasion: str | None = None) -> int:
+    """Put a job's in-doubt ('unknown') rows back to pending: an operator's call, never automatic.
+
+    Only after checking that those messages did not arrive (e.g. no TEMPLATESENDJOBFINISH event):
+    resending one that did would greet the member twice.
+    """
+    where = [OutboxMessage.status == "unknown", OutboxMessage.job == job]
+    if occasion is not None:
+        where.append(OutboxMessage.occasion == occasion)
+    return session.execute(
+        update(OutboxMessage).where(*where).values(status="pending", reason=None, claim=None)
+        .execution_options(synchronize_session=False)
+    ).rowcount or 0
+
+
 # --------------------------------------------------------------------------- runs and status
 
 
