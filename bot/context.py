@@ -10,14 +10,13 @@ from bot.config import Rules
 
 if TYPE_CHECKING:
     import redis
-    from wechatpy.messages import BaseMessage
-
     from sqlalchemy.engine import Row
+    from wechatpy.messages import BaseMessage
 
     from bot.state import BotState
 
 
-NOT_FETCHED = object()
+NOT_FETCHED = object()  # a Dialog's state not read from Redis yet
 
 
 class Dialog:
