@@ -56,19 +56,13 @@ def push_preview(job: str, on: datetime | None) -> None:
 
 
 def _render_sample(session, rules, row: dict) -> str:
-    import json
-
     from bot.config import render_text
-    from scheduler.delivery import bulletin, member_context
+    from scheduler.delivery import push_context
     from storage.models import Member
 
     member = session.get(Member, row["member_id"]) if row["member_id"] else None
-    context = member_context(member, rules) if member else {}
-    if row["extra"]:
-        context.update(json.loads(row["extra"]))
-    if "month" in context:
-        context["bulletin_title"], context["bulletin"] = bulletin(rules, context["month"], {})
-    context.setdefault("voucher_code", "BDxxxxxx")
+    context = push_context(member, row["extra"], rules, {})
+    context.setdefault("voucher_code", "BDxxxxxx")  # vouchers are made when the job runs
     context.setdefault("voucher_valid_until", "YYYY-MM-DD")
     return render_text(rules.pushes.messages[row["message"]].text, context)
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis as redis_lib
 import requests
-from sqlalchemy import and_, select
+from sqlalchemy import and_, func, select
 from wechatpy.exceptions import WeChatClientException
 
 from bot.config import ROOT, PushMessage, Rules, parse_clock, render_text
@@ -132,8 +132,6 @@ def drain(state: "BotState", max_batches: int | None = None) -> DrainStats:
                 stats.add(outcome)
     if in_quiet_hours(rules, state.now()):
         with state.db.read() as session:
-            from sqlalchemy import func
-
             stats.held = session.scalar(select(func.count()).select_from(OutboxMessage).where(
                 OutboxMessage.status == "pending", OutboxMessage.marketing.is_(True))) or 0
     return stats
@@ -267,14 +265,7 @@ def load_pushes(session, ids: list[int], rules: Rules, bulletins: dict[str, tupl
     ).all()
     pushes = []
     for row, member, voucher in rows:
-        context = member_context(member, rules) if member is not None else {}
-        if row.extra:
-            context.update(json.loads(row.extra))
-        if voucher is not None:
-            context.update(voucher_code=voucher.code, voucher_valid_until=voucher.valid_until.isoformat())
-        if "month" in context:
-            title, body = bulletin(rules, context["month"], bulletins)
-            context.update(bulletin_title=title, bulletin=body)
+        context = push_context(member, row.extra, rules, bulletins, voucher)
         message = rules.pushes.messages[row.message]
         text = render_text(message.text, context)
         data = {"first": {"value": text}} | {
@@ -282,6 +273,20 @@ def load_pushes(session, ids: list[int], rules: Rules, bulletins: dict[str, tupl
         }
         pushes.append(Push(row.id, row.openid, message, text, data))
     return pushes
+
+
+def push_context(member: Member | None, extra: str | None, rules: Rules,
+                 bulletins: dict[str, tuple[str, str]], voucher: Voucher | None = None) -> dict[str, Any]:
+    """Everything a push's text may use: the member, the row's extras, its voucher, the month's bulletin."""
+    context = member_context(member, rules) if member is not None else {}
+    if extra:
+        context.update(json.loads(extra))
+    if voucher is not None:
+        context.update(voucher_code=voucher.code, voucher_valid_until=voucher.valid_until.isoformat())
+    if "month" in context:
+        title, body = bulletin(rules, context["month"], bulletins)
+        context.update(bulletin_title=title, bulletin=body)
+    return context
 
 
 def member_context(member: Member, rules: Rules) -> dict[str, Any]:
