@@ -1,9 +1,9 @@
 """WSGI entry point: ``gunicorn wsgi:app`` or ``flask --app wsgi ...``. Reads the environment."""
 import sys
 
-from bot import create_app
-from bot.config import ConfigError
+from bot.app import create_app
 from bot.logs import setup_logging
+from rules import ConfigError
 
 setup_logging()
 try:

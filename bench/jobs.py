@@ -99,7 +99,7 @@ def build(path: Path, members: int, per_member: int) -> None:
 
 
 def _rules():
-    from bot.config import DEFAULT_RULES_PATH, Rules, load_rules
+    from rules import DEFAULT_RULES_PATH, Rules, load_rules
 
     rules = load_rules(DEFAULT_RULES_PATH)
     data = rules.model_dump(mode="json")
@@ -108,7 +108,7 @@ def _rules():
 
 
 def measure_birthday(path: str) -> dict:
-    from scheduler.jobs import plan_birthday
+    from scheduler.jobs.birthday import plan as plan_birthday
     from storage import outbox
     from storage.db import Database
 
@@ -158,8 +158,8 @@ def measure_reset(path: str, count: int) -> dict:
 def measure_pushes(path: str, pushes: int, redis_url: str, api_base: str) -> dict:
     from sqlalchemy import select
 
-    from bot import create_app
-    from bot.config import Settings
+    from bot.app import create_app
+    from bot.settings import Settings
     from scheduler.delivery import drain
     from storage import outbox
     from storage.models import Member
@@ -232,7 +232,7 @@ def main() -> None:
     copy = DATA / "jobs-push-copy.sqlite3"
     shutil.copyfile(path, copy)
     port = free_port()
-    fake = subprocess.Popen([sys.executable, "-c", f"from bot.fake_wechat import serve_fake; serve_fake('127.0.0.1', {port})"],
+    fake = subprocess.Popen([sys.executable, "-c", f"from bot.dev.fake_wechat import serve_fake; serve_fake('127.0.0.1', {port})"],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_http(f"http://127.0.0.1:{port}/_stats")

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench.common import DATA, redis_server  # noqa: E402
 from bench.webhook import AES_KEY, APPID, TOKEN, build_database  # noqa: E402
-from bot.wire import WeChatServer, text_xml  # noqa: E402
+from bot.dev.wire import WeChatServer, text_xml  # noqa: E402
 
 # (module, function) pairs timed on every call; nested stages are included in their callers.
 STAGES = [

@@ -78,7 +78,7 @@ def measure(path: Path, reset_members: int) -> None:
     """Run the operations on ``path`` in this (fresh) process; print time and peak memory."""
     from sqlalchemy import select
 
-    from bot.config import DEFAULT_RULES_PATH, load_rules
+    from rules import DEFAULT_RULES_PATH, load_rules
     from storage import ledger, tiers
     from storage.db import Database
     from storage.models import Member

@@ -30,7 +30,7 @@ import requests  # noqa: E402
 from bench.common import (  # noqa: E402
     DATA, ROOT, ensure_debian_package, free_port, redis_server, reuse_or_create, wait_for_http,
 )
-from bot.wire import WeChatServer, text_xml  # noqa: E402
+from bot.dev.wire import WeChatServer, text_xml  # noqa: E402
 
 TOKEN, APPID, AES_KEY = "bench-token", "wx-bench", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 TIERS = [("D", 0.80), ("C", 0.12), ("B", 0.06), ("A", 0.02)]

@@ -47,11 +47,11 @@ def post_purchases():
     if not items or len(items) > MAX_BATCH:
         return jsonify(error=f"body: send 1 to {MAX_BATCH} purchases", field="body"), 422
     state = _state()
-    rules = state.rules
+    rules, now = state.rules, state.now()
     purchases, errors = [], []
     for index, item in enumerate(items):
         try:
-            purchases.append(parse_purchase(item, rules))
+            purchases.append(parse_purchase(item, rules, now))
         except FieldError as exc:
             error = {"error": str(exc), "field": exc.field}
             errors.append({"index": index, **error} if isinstance(body, list) else error)

@@ -1,52 +1,21 @@
-"""What a handler sees: the parsed message, its arguments, and the bot's services."""
+"""What a handler sees: the parsed message, its arguments, the rules, and the bot's services."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Callable
 
-from bot.config import Rules
+from bot.dialogs import NOT_FETCHED, DialogState
+from bot.router import Router, router_for
+from rules import Rules
+from storage import members
 
 if TYPE_CHECKING:
     import redis
     from sqlalchemy.engine import Row
     from wechatpy.messages import BaseMessage
 
-    from bot.state import BotState
-
-
-NOT_FETCHED = object()  # a Dialog's state not read from Redis yet
-
-
-class Dialog:
-    """A multi-step conversation's state, kept in Redis with a TTL so abandoned dialogs vanish."""
-
-    def __init__(self, redis: "redis.Redis", key: str, ttl: int, stored: str | None | object = NOT_FETCHED):
-        """``stored``: the raw Redis value when the caller already fetched it (saves a round trip)."""
-        self._redis, self._key, self._ttl = redis, key, ttl
-        self._loaded = stored is not NOT_FETCHED
-        self._state: dict[str, Any] | None = json.loads(stored) if isinstance(stored, str) else None
-
-    @property
-    def state(self) -> dict[str, Any] | None:
-        """``{"handler": name, "step": str, "data": {...}}`` or None when no dialog is open."""
-        if not self._loaded:
-            raw = self._redis.get(self._key)
-            self._state = json.loads(raw) if raw else None
-            self._loaded = True
-        return self._state
-
-    def start(self, handler: str, step: str, **data: Any) -> None:
-        """Open (or move on) a dialog: the member's next text goes to ``handler``."""
-        self._state = {"handler": handler, "step": step, "data": data}
-        self._loaded = True
-        self._redis.set(self._key, json.dumps(self._state, ensure_ascii=False), ex=self._ttl)
-
-    def end(self) -> bool:
-        """Close the dialog; True if one was open."""
-        self._state, self._loaded = None, True
-        return bool(self._redis.delete(self._key))
+    from bot.services import BotState
 
 
 @dataclass
@@ -58,9 +27,9 @@ class Context:
     message: "BaseMessage"
     args: str = ""
     now: datetime = field(default=None)  # type: ignore[assignment]
-    _member: Any = field(default=None, repr=False)
-    _member_loaded: bool = field(default=False, repr=False)
-    _dialog: Dialog | None = field(default=None, repr=False)
+    _member: Any = field(default=NOT_FETCHED, repr=False)
+    _staff: Any = field(default=NOT_FETCHED, repr=False)
+    _dialog: DialogState | None = field(default=None, repr=False)
 
     @property
     def openid(self) -> str:
@@ -74,29 +43,43 @@ class Context:
     def redis(self) -> "redis.Redis":
         return self.state.redis
 
+    @property
+    def router(self) -> Router:
+        return router_for(self.rules)
+
+    @property
+    def today(self) -> date:
+        """Today in the rules' time zone."""
+        return self.rules.today(self.now)
+
     def key(self, kind: str, *parts: object) -> str:
         return self.state.keys(kind, *parts)
 
     @property
-    def dialog(self) -> Dialog:
+    def dialog(self) -> DialogState:
         if self._dialog is None:
-            self._dialog = Dialog(self.redis, self.key("dialog", self.openid), self.rules.dialog.ttl_seconds)
+            self._dialog = DialogState(self.redis, self.key("dialog", self.openid), self.rules.dialog.ttl_seconds)
         return self._dialog
 
     def use_fetched_dialog(self, stored: str | None) -> None:
         """Take the dialog state the dispatcher fetched together with its de-duplication claim."""
-        self._dialog = Dialog(self.redis, self.key("dialog", self.openid), self.rules.dialog.ttl_seconds, stored)
+        self._dialog = DialogState(self.redis, self.key("dialog", self.openid), self.rules.dialog.ttl_seconds, stored)
 
     @property
     def member(self) -> "Row | None":
         """The member bound to this openid, loaded once as a read-only row (members' columns as attributes)."""
-        if not self._member_loaded:
-            from storage.members import member_row
-
+        if self._member is NOT_FETCHED:
             with self.db.engine.connect() as connection:
-                self._member = member_row(connection, self.openid)
-            self._member_loaded = True
+                self._member = members.member_row(connection, self.openid)
         return self._member
+
+    @property
+    def staff(self) -> "Row | None":
+        """The staff record bound to this openid, if the sender is staff."""
+        if self._staff is NOT_FETCHED:
+            with self.db.engine.connect() as connection:
+                self._staff = members.staff_row(connection, self.openid)
+        return self._staff
 
     def text(self, message_name: str, /, **values: Any) -> str:
         """Render member-facing message ``message_name`` from config.yaml."""
@@ -104,9 +87,3 @@ class Context:
 
 
 Handler = Callable[[Context], "str | None"]
-
-
-def member_required(handler: Handler) -> Handler:
-    """Mark a handler as for bound members only; others get the bind hint."""
-    handler.member_required = True  # type: ignore[attr-defined]
-    return handler

@@ -9,8 +9,10 @@ from wechatpy.messages import BaseMessage, TextMessage
 from redis.exceptions import RedisError
 from wechatpy.replies import create_reply
 
-from bot.context import NOT_FETCHED, Context
-from bot.state import BotState
+from bot.context import Context
+from bot.dialogs import NOT_FETCHED
+from bot.guards import refusal
+from bot.services import BotState
 from handlers import HANDLERS
 
 log = logging.getLogger(__name__)
@@ -106,9 +108,8 @@ def dispatch(state: BotState, message: BaseMessage, dialog: object = NOT_FETCHED
         if name is None:
             return None
         handler = HANDLERS[name]
-        if getattr(handler, "member_required", False) and ctx.member is None:
-            return ctx.text("not_bound")
-        return handler(ctx)
+        refused = refusal(handler, ctx)
+        return refused if refused is not None else handler(ctx)
     except Exception:
         log.exception("handler failed: openid=%s type=%s", message.source, message.type)
         return rules.messages.render("busy")
@@ -117,7 +118,7 @@ def dispatch(state: BotState, message: BaseMessage, dialog: object = NOT_FETCHED
 def choose_handler(ctx: Context) -> str | None:
     """The handler name for this message (setting ``ctx.args``), or None for no reply."""
     message, rules = ctx.message, ctx.rules
-    router = ctx.state.router(rules)
+    router = ctx.router
     raw = message._data
     if str(raw.get("MsgType", "")).lower() == "event":
         # Read the raw fields: wechatpy parses events it does not know as UnknownMessage.

@@ -5,7 +5,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from bot.config import ConfigError, Rules
+from rules import ConfigError, Rules
 
 
 @dataclass(frozen=True)
@@ -40,9 +40,13 @@ class Router:
         # Longest prefix first, so "积分明细" is not taken by "积分".
         self._prefixes.sort(key=lambda item: -len(item[0]))
         self._cancel = {normalise(word) for word in rules.dialog.cancel_words}
+        self._yes = {normalise(word) for word in rules.dialog.yes_words}
 
     def is_cancel(self, text: str) -> bool:
         return normalise(text) in self._cancel
+
+    def is_yes(self, text: str) -> bool:
+        return normalise(text) in self._yes
 
     def match_text(self, text: str) -> Match | None:
         folded = normalise(text)
@@ -73,3 +77,15 @@ def check_handlers(rules: Rules, handlers: Mapping[str, object]) -> None:
         raise ConfigError(
             f"config.yaml names unknown handler(s): {', '.join(unknown)}; known: {', '.join(sorted(handlers))}"
         )
+
+
+_cached: tuple[Rules, Router] | None = None
+
+
+def router_for(rules: Rules) -> Router:
+    """The router for these rules, rebuilt only when the rules object changes (a reload)."""
+    global _cached
+    cached = _cached
+    if cached is None or cached[0] is not rules:
+        cached = _cached = (rules, Router(rules))
+    return cached[1]

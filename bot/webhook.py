@@ -12,7 +12,7 @@ from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
 from wechatpy.utils import check_signature
 
 from bot.dispatch import SUCCESS, answer_once
-from bot.state import BotState
+from bot.services import BotState
 
 log = logging.getLogger(__name__)
 

@@ -19,18 +19,16 @@ from wechatpy import WeChatClient
 from wechatpy.exceptions import WeChatClientException
 
 from bot.http import PooledSession
+from storage.redis import delete_if_same
 
 if TYPE_CHECKING:
-    from bot.state import BotState
+    from bot.services import BotState
 
 log = logging.getLogger(__name__)
 
 HTTP_TIMEOUT_SECONDS = 5
 TOKEN_ERRORS = {40001, 40014, 42001}  # invalid credential, invalid token, token expired
 T = TypeVar("T")
-
-# Delete the key only if it still holds the given value (the token that failed, or our fetch lock).
-_DELETE_IF_SAME = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 
 class TokenStore:
@@ -63,7 +61,7 @@ class TokenStore:
                     return self._fetch_and_store()
                 finally:
                     # Release only our own lock: after a stall past its expiry another process may hold it.
-                    self._redis.eval(_DELETE_IF_SAME, 1, self._lock_key, mine)
+                    delete_if_same(self._redis, self._lock_key, mine)
             if time.monotonic() > deadline:
                 raise TimeoutError("no access_token: another process holds the fetch lock")
             time.sleep(0.05)  # another process is fetching
@@ -82,7 +80,7 @@ class TokenStore:
     def drop_if_same(self, token: str) -> bool:
         """Forget ``token`` if it is still the current one; True if it was."""
         self._local = None
-        return bool(self._redis.eval(_DELETE_IF_SAME, 1, self._key, token))
+        return delete_if_same(self._redis, self._key, token)
 
 
 class ApiClient(WeChatClient):

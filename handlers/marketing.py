@@ -1,7 +1,8 @@
 """Opting out of marketing pushes (退订) and back in (订阅). Staff alerts are not affected."""
 from __future__ import annotations
 
-from bot.context import Context, member_required
+from bot.context import Context
+from bot.guards import member_required
 from storage.members import set_opted_out
 
 

@@ -1,7 +1,10 @@
 """Following, binding a member card to WeChat, and unbinding."""
 from __future__ import annotations
 
+from typing import Any
+
 from bot.context import Context
+from bot.dialogs import Ask, Flow, Invalid
 from storage import members
 from storage.members import BindOutcome
 
@@ -21,38 +24,17 @@ def unfollow(ctx: Context) -> None:
     return None  # WeChat shows nothing to someone who has left
 
 
-def bind(ctx: Context) -> str:
-    """`绑定 <card> <phone>` in one message, or a dialog asking for each in turn."""
-    if ctx.member is not None:
-        return ctx.text("bind_already", card_no=ctx.member.card_no)
-    locked = _lockout_minutes_left(ctx)
-    if locked:
-        return ctx.text("bind_locked", minutes=locked)
-    parts = ctx.args.split()
-    state = ctx.dialog.state
-    if state is None:
-        if len(parts) >= 2:
-            return _try_bind(ctx, parts[0], parts[1])
-        if len(parts) == 1:
-            ctx.dialog.start("bind", "phone", card_no=parts[0])
-            return ctx.text("bind_prompt_phone")
-        ctx.dialog.start("bind", "card")
-        return ctx.text("bind_prompt_card")
-    if state["step"] == "card":
-        if not parts:
-            return ctx.text("bind_prompt_card")
-        if len(parts) >= 2:
-            ctx.dialog.end()
-            return _try_bind(ctx, parts[0], parts[1])
-        ctx.dialog.start("bind", "phone", card_no=parts[0])
-        return ctx.text("bind_prompt_phone")
-    ctx.dialog.end()
-    return _try_bind(ctx, state["data"]["card_no"], ctx.args.strip())
+def _card_and_maybe_phone(text: str) -> dict[str, Any]:
+    """The card; a reply of "card phone" answers both questions at once."""
+    parts = text.split()
+    if not parts:
+        raise Invalid("bind_prompt_card")
+    return dict(zip(("card_no", "phone"), parts))
 
 
-def _try_bind(ctx: Context, card_no: str, phone: str) -> str:
+def _try_bind(ctx: Context, answers: dict[str, Any]) -> str:
     with ctx.db.write() as session:
-        outcome, member = members.bind_member(session, ctx.openid, card_no, phone)
+        outcome, member = members.bind_member(session, ctx.openid, answers["card_no"], answers["phone"])
         if outcome is BindOutcome.BOUND:
             tier_name = ctx.rules.tier(member.tier).name
             return ctx.text("bind_success", name=member.name, card_no=member.card_no, tier_name=tier_name)
@@ -60,25 +42,24 @@ def _try_bind(ctx: Context, card_no: str, phone: str) -> str:
             return ctx.text("bind_already", card_no=member.card_no)
     if outcome is BindOutcome.CARD_TAKEN:
         return ctx.text("bind_card_taken")
-    _count_failure(ctx)
+    members.record_bind_failure(ctx.redis, ctx.state.keys, ctx.openid, ctx.rules.binding)
     # Never say which of card or phone was wrong: that would help someone guessing.
     return ctx.text("bind_failed")
 
 
-def _count_failure(ctx: Context) -> None:
-    key = ctx.key("bindfail", ctx.openid)
-    window = ctx.rules.binding.lockout_seconds
-    pipe = ctx.redis.pipeline()
-    pipe.incr(key)
-    pipe.expire(key, window, nx=True)
-    failures, _ = pipe.execute()
-    if failures >= ctx.rules.binding.max_failures:
-        ctx.redis.set(ctx.key("bindlock", ctx.openid), 1, ex=window)
+BIND = Flow("bind", (Ask("card_no", "bind_prompt_card", _card_and_maybe_phone),
+                     Ask("phone", "bind_prompt_phone")), finish=_try_bind)
 
 
-def _lockout_minutes_left(ctx: Context) -> int:
-    ttl = ctx.redis.ttl(ctx.key("bindlock", ctx.openid))
-    return -(-ttl // 60) if ttl and ttl > 0 else 0
+def bind(ctx: Context) -> str | None:
+    """`绑定 <card> <phone>` in one message, or a dialog asking for each in turn."""
+    if ctx.member is not None:
+        return ctx.text("bind_already", card_no=ctx.member.card_no)
+    locked = members.bind_lockout_minutes(ctx.redis, ctx.state.keys, ctx.openid)
+    if locked:
+        return ctx.text("bind_locked", minutes=locked)
+    card_no, phone, *_ = ctx.args.split() + [None, None]
+    return BIND.handle(ctx, card_no=card_no, phone=phone)
 
 
 def unbind(ctx: Context) -> str:

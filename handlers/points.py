@@ -1,10 +1,10 @@
 """Points: balance, tier and what expires next; the latest ledger entries."""
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 
-from bot.context import Context, member_required
+from bot.context import Context
+from bot.guards import member_required
 from storage import ledger
 from storage.points import points_overview
 
@@ -21,23 +21,21 @@ def format_money(amount: Decimal) -> str:
 def points(ctx: Context) -> str:
     """Balance, tier name, the next points to expire, and the spend still needed for the next tier."""
     member, rules = ctx.member, ctx.rules
-    today = ctx.now.astimezone(rules.zone).date()
     tier = rules.tier(member.tier)
-    higher = rules.next_tier(member.tier)
     # A Core connection, not an ORM session: one read-only statement, asked on every `积分`.
     with ctx.db.engine.connect() as connection:
-        overview = points_overview(connection, member.id, rules, today)
+        overview = points_overview(connection, member.id, rules, ctx.today)
     expiring, spend = overview.next_expiry, overview.window_spend
     if expiring:
         expiry = ctx.text("points_expiring", points=format_points(expiring[0]), date=expiring[1].isoformat())
     else:
         expiry = ctx.text("points_no_expiry")
-    if higher is None:
+    gap = rules.tier_gap(member.tier, spend)
+    if gap.next_tier is None:
         next_tier = ctx.text("points_top_tier")
     else:
-        needed = max(higher.min_spend - spend, Decimal(0))
-        next_tier = ctx.text("points_next_tier", spend=format_money(spend), needed=format_money(needed),
-                             next_tier_name=higher.name)
+        next_tier = ctx.text("points_next_tier", spend=format_money(spend), needed=format_money(gap.needed),
+                             next_tier_name=gap.next_tier.name)
     return ctx.text("points_summary", name=member.name, tier_name=tier.name, card_no=member.card_no,
                     balance=format_points(member.points_balance), expiry=expiry, next_tier=next_tier)
 
@@ -54,12 +52,8 @@ def history(ctx: Context) -> str:
     for entry in entries:
         lines.append(ctx.text(
             "history_line",
-            date=_local_date(entry.occurred_at, ctx),
+            date=rules.today(entry.occurred_at).isoformat(),
             kind=getattr(rules.points.kind_names, entry.kind),
             amount=f"{entry.amount:+,}",
         ))
     return "\n".join(lines)
-
-
-def _local_date(moment: datetime, ctx: Context) -> str:
-    return moment.astimezone(ctx.rules.zone).date().isoformat()

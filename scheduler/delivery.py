@@ -17,7 +17,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import redis as redis_lib
@@ -25,12 +25,14 @@ import requests
 from sqlalchemy import and_, func, select
 from wechatpy.exceptions import WeChatClientException
 
-from bot.config import ROOT, PushMessage, Rules, parse_clock, render_text
+from rules import Rules, render_text
+from rules.pushes import PushMessage
+from scheduler.bulletins import read_bulletin
 from storage import outbox
 from storage.models import Member, OutboxMessage, Voucher
 
 if TYPE_CHECKING:
-    from bot.state import BotState
+    from bot.services import BotState
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +75,7 @@ class Push:
 def in_quiet_hours(rules: Rules, now: datetime) -> bool:
     """Whether marketing must wait now (the window may span midnight)."""
     quiet = rules.pushes.quiet_hours
-    if quiet is None:
-        return False
-    local = now.astimezone(rules.zone).time()
-    start, end = parse_clock(quiet.start), parse_clock(quiet.end)
-    return start <= local < end if start < end else (local >= start or local < end)
+    return quiet is not None and quiet.contains(now.astimezone(rules.zone))
 
 
 class RateLimiter:
@@ -284,7 +282,7 @@ def push_context(member: Member | None, extra: str | None, rules: Rules,
     if voucher is not None:
         context.update(voucher_code=voucher.code, voucher_valid_until=voucher.valid_until.isoformat())
     if "month" in context:
-        title, body = bulletin(rules, context["month"], bulletins)
+        title, body = read_bulletin(rules, context["month"], bulletins)
         context.update(bulletin_title=title, bulletin=body)
     return context
 
@@ -292,7 +290,7 @@ def push_context(member: Member | None, extra: str | None, rules: Rules,
 def member_context(member: Member, rules: Rules) -> dict[str, Any]:
     """What a push may say about its member."""
     tier = rules.tier(member.tier)
-    higher = rules.next_tier(member.tier)
+    higher = rules.tier_gap(member.tier, Decimal(0)).next_tier or tier
     return {
         "name": member.name,
         "card_no": member.card_no,
@@ -300,20 +298,6 @@ def member_context(member: Member, rules: Rules) -> dict[str, Any]:
         "tier_name": tier.name,
         "balance": f"{member.points_balance:,}",
         "birthday": f"{member.birthday.month}月{member.birthday.day}日" if member.birthday else "",
-        "next_tier_name": higher.name if higher else tier.name,
-        "next_min_spend": f"{(higher or tier).min_spend:,}",
+        "next_tier_name": higher.name,
+        "next_min_spend": f"{higher.min_spend:,}",
     }
-
-
-def bulletin_path(rules: Rules, month: str) -> Path:
-    folder = Path(rules.jobs.monthly_bulletin.folder)
-    return (folder if folder.is_absolute() else ROOT / folder) / f"{month}.md"
-
-
-def bulletin(rules: Rules, month: str, cache: dict[str, tuple[str, str]]) -> tuple[str, str]:
-    """The month's bulletin: (title, text), the title being the file's first line."""
-    if month not in cache:
-        text = bulletin_path(rules, month).read_text(encoding="utf-8").strip()
-        title = text.splitlines()[0].lstrip("# ").strip() if text else month
-        cache[month] = (title, text)
-    return cache[month]

@@ -5,6 +5,8 @@ import uuid
 
 import redis as redis_lib
 
+from storage.redis import delete_if_same
+
 # Extend only our own lease; acquire when free.
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -12,7 +14,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
 """
-_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 
 class Lease:
@@ -33,5 +34,5 @@ class Lease:
 
     def release(self) -> None:
         if self.held:
-            self.redis.eval(_RELEASE, 1, self.key, self.holder)
+            delete_if_same(self.redis, self.key, self.holder)
             self.held = False

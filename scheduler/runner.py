@@ -12,31 +12,15 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bot.config import Rules, parse_clock
+from rules import Rules
 from scheduler.delivery import drain
-from scheduler.jobs import run_job
+from scheduler.jobs import job_schedule, run_job
 from scheduler.lease import Lease
+from storage.redis import delete_if_same
 
 log = logging.getLogger(__name__)
 
 _runner: "SchedulerRunner | None" = None  # the process's runner, for the module-level job functions
-# Clear a job's running mark only if this scheduler set it (another may have taken the job over).
-_RELEASE_MARK = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
-
-
-def job_schedule(rules: Rules) -> dict[str, dict]:
-    """Each job's cron fields, from config.yaml."""
-    jobs = rules.jobs
-    schedule = {}
-    for name, at, day in (("tier_recalc", jobs.tier_recalc.at, None), ("points_reset", jobs.points_reset.at, None),
-                          ("birthday", jobs.birthday.at, None),
-                          ("monthly_bulletin", jobs.monthly_bulletin.at, jobs.monthly_bulletin.day)):
-        moment = parse_clock(at)
-        fields = {"hour": moment.hour, "minute": moment.minute, "second": moment.second}
-        if day is not None:
-            fields["day"] = day
-        schedule[name] = fields
-    return schedule
 
 
 class SchedulerRunner:
@@ -94,7 +78,8 @@ class SchedulerRunner:
             run_job(state, name, today)
             state.redis.set(done, "1", ex=3 * 24 * 3600)
         finally:
-            state.redis.eval(_RELEASE_MARK, 1, running, holder)
+            # Clear the running mark only if this scheduler set it (another may have taken the job over).
+            delete_if_same(state.redis, running, holder)
 
     def catch_up(self) -> None:
         """Run the jobs due earlier today that did not run (their scheduler died)."""

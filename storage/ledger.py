@@ -10,20 +10,26 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import Select, and_, func, insert, literal, select, update
+from sqlalchemy import ColumnElement, Select, and_, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
+from rules import BotError
 from storage.models import LedgerEntry, Member, utcnow
 
 BATCH = 5000  # members per statement in bulk operations: bounded memory and lock time
 
 
-class InsufficientPoints(Exception):
+class InsufficientPoints(BotError):
     """The member has fewer points than the operation needs."""
 
     def __init__(self, balance: int, needed: int):
         super().__init__(f"balance {balance} is below {needed}")
         self.balance, self.needed = balance, needed
+
+
+def open_lots(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
+    """Earn lots with points left to spend or expire (and ``conditions``): what spending consumes."""
+    return and_(LedgerEntry.kind == "earn", LedgerEntry.remaining > 0, *conditions)
 
 
 def find_entry(session: Session, idempotency_key: str) -> LedgerEntry | None:
@@ -120,7 +126,7 @@ def _consume_lots(session: Session, member_id: int, points: int, first_lot_id: i
     lots = list(
         session.scalars(
             select(LedgerEntry)
-            .where(LedgerEntry.member_id == member_id, LedgerEntry.kind == "earn", LedgerEntry.remaining > 0)
+            .where(open_lots(LedgerEntry.member_id == member_id))
             .order_by(LedgerEntry.expires_on, LedgerEntry.id)
         )
     )
@@ -278,7 +284,7 @@ def reset_points_bulk(session: Session, member_ids: Select, *, reason: str, key_
             continue
         session.execute(
             update(LedgerEntry)
-            .where(LedgerEntry.member_id.in_(done), LedgerEntry.kind == "earn", LedgerEntry.remaining > 0)
+            .where(open_lots(LedgerEntry.member_id.in_(done)))
             .values(remaining=0)
             .execution_options(synchronize_session=False)
         )
@@ -291,7 +297,7 @@ def reset_points_bulk(session: Session, member_ids: Select, *, reason: str, key_
 
 def expire_due_lots(session: Session, today: date) -> int:
     """Expire every earn lot whose expiry date is before ``today``; returns the points expired."""
-    due = and_(LedgerEntry.kind == "earn", LedgerEntry.remaining > 0, LedgerEntry.expires_on < today)
+    due = open_lots(LedgerEntry.expires_on < today)
     expired = 0
     now = utcnow()
     for ids in _due_member_batches(session, due):

@@ -6,16 +6,19 @@ import enum
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date
 
+import redis as redis_lib
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.orm import Session
 
-from bot.config import Rules
+from rules import BotError, Rules
+from rules.membership import BindingRules
 from storage import ledger
 from storage.models import Member, MemberChange, Staff, utcnow
+from storage.redis import Keys
 
 CSV_COLUMNS = ("card_no", "name", "phone", "birthday", "tier", "points", "manager")
 
@@ -51,6 +54,14 @@ _ROW_BY_OPENID = select(Member.__table__).where(Member.__table__.c.openid == bin
 def member_row(connection: Connection, openid: str) -> Row | None:
     """The member bound to ``openid`` as a read-only row (no ORM object: this runs on every message)."""
     return connection.execute(_ROW_BY_OPENID, {"openid": openid}).first()
+
+
+_STAFF_BY_OPENID = select(Staff.__table__).where(Staff.__table__.c.openid == bindparam("openid"))
+
+
+def staff_row(connection: Connection, openid: str) -> Row | None:
+    """The staff member whose WeChat is ``openid``, as a read-only row."""
+    return connection.execute(_STAFF_BY_OPENID, {"openid": openid}).first()
 
 
 def find_by_card(session: Session, card_no: str) -> Member | None:
@@ -93,6 +104,23 @@ def bind_member(session: Session, openid: str, card_no: str, phone: str) -> tupl
     session.refresh(member)
     record_change(session, member.id, "bind", f"openid:{openid}")
     return BindOutcome.BOUND, member
+
+
+def bind_lockout_minutes(redis: redis_lib.Redis, keys: Keys, openid: str) -> int:
+    """Minutes left of this openid's lockout from binding (0: not locked out)."""
+    ttl = redis.ttl(keys("bindlock", openid))
+    return -(-ttl // 60) if ttl and ttl > 0 else 0
+
+
+def record_bind_failure(redis: redis_lib.Redis, keys: Keys, openid: str, binding: BindingRules) -> None:
+    """Count a wrong card/phone pair; ``max_failures`` within the window lock the openid out for it."""
+    counter = keys("bindfail", openid)
+    pipe = redis.pipeline()
+    pipe.incr(counter)
+    pipe.expire(counter, binding.lockout_seconds, nx=True)
+    failures, _ = pipe.execute()
+    if failures >= binding.max_failures:
+        redis.set(keys("bindlock", openid), 1, ex=binding.lockout_seconds)
 
 
 def unbind_member(session: Session, openid: str) -> Member | None:
@@ -143,7 +171,7 @@ class ImportReport:
         )
 
 
-class RowError(ValueError):
+class RowError(BotError, ValueError):
     """A CSV row that cannot be imported; the message names the column and the reason."""
 
 
@@ -179,8 +207,11 @@ def parse_member_row(raw: dict[str, str | None], rules: Rules) -> MemberRow:
     return MemberRow(card_no, values["name"], phone, birthday, values["tier"], points, values["manager"] or None)
 
 
-def import_members(session: Session, lines: Iterable[str], rules: Rules, actor: str = "cli") -> ImportReport:
+def import_members(session: Session, lines: Iterable[str], rules: Rules, today: date,
+                   actor: str = "cli") -> ImportReport:
     """Upsert members by card number from CSV text; bad rows are reported, good rows kept.
+
+    ``today`` (the local date) dates the opening balances' lots.
 
     Running the same file again changes nothing: unchanged rows are not written and the
     opening balance is one ledger entry keyed by the card number.
@@ -192,7 +223,6 @@ def import_members(session: Session, lines: Iterable[str], rules: Rules, actor: 
         report.errors.append((1, f"header lacks column(s): {', '.join(missing)}"))
         return report
     staff_ids = set(session.scalars(select(Staff.id)))
-    today = datetime.now(rules.zone).date()
     for raw in reader:
         line = reader.line_num
         try:
@@ -237,7 +267,7 @@ def _upsert(session: Session, row: MemberRow, rules: Rules, today: date, actor: 
             session,
             member.id,
             row.points,
-            expires_on=today + timedelta(days=tier.points_valid_days),
+            expires_on=tier.lot_expiry(today),
             reference="opening balance",
             idempotency_key=f"opening:{row.card_no}",
         )

@@ -5,20 +5,18 @@ One prebuilt statement answers both, because `积分` is the most frequent quest
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import Connection, Date, and_, bindparam, func, select
+from sqlalchemy import Connection, Date, bindparam, func, select
 from sqlalchemy.orm import Session
 
-from bot.config import Rules
+from rules import Rules
+from storage.ledger import open_lots
 from storage.models import LedgerEntry, Purchase, UTCDateTime
-from storage.tiers import local_midnight
 
-_open_lots = and_(
+_open_lots = open_lots(
     LedgerEntry.member_id == bindparam("member_id"),
-    LedgerEntry.kind == "earn",
-    LedgerEntry.remaining > 0,
     LedgerEntry.expires_on >= bindparam("today", type_=Date),
 )
 _next_day = select(func.min(LedgerEntry.expires_on)).where(_open_lots).scalar_subquery()
@@ -45,7 +43,7 @@ def points_overview(session: Session | Connection, member_id: int, rules: Rules,
 
     Takes a plain Connection too: the `积分` answer skips the ORM session, about half its cost.
     """
-    since = local_midnight(today - timedelta(days=rules.segments.window_days - 1), rules)
+    since = rules.last_days_start(today, rules.segments.window_days)
     row = session.execute(_OVERVIEW, {"member_id": member_id, "today": today, "since": since}).one()
     next_day = date.fromisoformat(row.next_day) if isinstance(row.next_day, str) else row.next_day
     expiry = (int(row.next_points), next_day) if next_day is not None else None

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot.config import Rules
+from rules import BotError, Rules
 from storage import ledger
 from storage.members import find_by_card, record_change
 from storage.models import LedgerEntry, Member, Purchase, utcnow
@@ -23,7 +23,7 @@ MAX_AMOUNT = Decimal("9999999999.99")  # what Numeric(12, 2) holds
 FUTURE_TOLERANCE = timedelta(hours=1)  # store clocks drift; a day ahead is a data error
 
 
-class FieldError(ValueError):
+class FieldError(BotError, ValueError):
     """A purchase field is missing or wrong; ``field`` names it."""
 
     def __init__(self, field_name: str, message: str):
@@ -40,7 +40,7 @@ class PurchaseIn:
     store: str
 
 
-def parse_purchase(raw: Mapping[str, Any], rules: Rules, now: datetime | None = None) -> PurchaseIn:
+def parse_purchase(raw: Mapping[str, Any], rules: Rules, now: datetime) -> PurchaseIn:
     """Validate one purchase (a CSV row or a JSON object) or raise FieldError naming the field."""
     if not isinstance(raw, Mapping):
         raise FieldError("purchase", "must be an object with " + ", ".join(FIELDS))
@@ -64,7 +64,7 @@ def parse_purchase(raw: Mapping[str, Any], rules: Rules, now: datetime | None = 
     store = text("store", 64)
     amount = _amount(raw.get("amount"))
     purchased_at = _timestamp(raw.get("purchased_at"), rules)
-    if purchased_at > (now or utcnow()) + FUTURE_TOLERANCE:
+    if purchased_at > now + FUTURE_TOLERANCE:
         raise FieldError("purchased_at", f"{raw.get('purchased_at')} is in the future")
     return PurchaseIn(receipt_no, card_no, amount, purchased_at, store)
 
@@ -140,10 +140,9 @@ def record_purchase(session: Session, purchase: PurchaseIn, rules: Rules, actor:
             ))
             session.flush()
             if points > 0:
-                purchase_day = purchase.purchased_at.astimezone(rules.zone).date()
                 ledger.award_points(
                     session, member.id, points,
-                    expires_on=purchase_day + timedelta(days=tier.points_valid_days),
+                    expires_on=tier.lot_expiry(rules.today(purchase.purchased_at)),
                     reference=purchase.receipt_no, idempotency_key=f"purchase:{purchase.receipt_no}",
                     occurred_at=purchase.purchased_at,
                 )
@@ -231,7 +230,8 @@ class PurchaseImportReport:
         )
 
 
-def import_purchases(session: Session, lines: Iterable[str], rules: Rules, actor: str = "cli") -> PurchaseImportReport:
+def import_purchases(session: Session, lines: Iterable[str], rules: Rules, now: datetime,
+                     actor: str = "cli") -> PurchaseImportReport:
     """Record purchases from CSV text; bad rows are reported with their line, good rows kept."""
     report = PurchaseImportReport()
     reader = csv.DictReader(lines)
@@ -245,7 +245,7 @@ def import_purchases(session: Session, lines: Iterable[str], rules: Rules, actor
             report.errors.append((line, "more fields than the header has columns"))
             continue
         try:
-            purchase = parse_purchase(raw, rules)
+            purchase = parse_purchase(raw, rules, now)
         except FieldError as exc:
             report.errors.append((line, str(exc)))
             continue

@@ -1,4 +1,8 @@
-"""Redis connection and the one helper that names every key (``prefix:kind:id``)."""
+"""Redis: the connection, the catalogue of key kinds, and the one helper that names every key.
+
+Every key is ``prefix:kind:id...``; the kinds and how long each lives are listed in ``KINDS``,
+so the whole layout is visible here. ``Keys`` refuses a kind that is not in the catalogue.
+"""
 from __future__ import annotations
 
 import logging
@@ -9,6 +13,25 @@ from redis.retry import Retry
 
 log = logging.getLogger(__name__)
 
+# kind -> what it holds and for how long (the TTL's source in config.yaml, or a fixed span)
+KINDS: dict[str, str] = {
+    "reply": "the first reply to a WeChat message, for its retries; webhook.dedup_ttl_seconds",
+    "dialog": "a member's half-finished dialog; dialog.ttl_seconds",
+    "seen": "a member wrote recently (customer-service window); pushes.customer_service_window_hours",
+    "bindfail": "failed bind attempts of an openid; binding.lockout_seconds from the first failure",
+    "bindlock": "an openid locked out of binding; binding.lockout_seconds",
+    "scheduler": "the active scheduler's lease; pushes.lease_seconds",
+    "fired": "a job ran for a day; 3 days",
+    "running": "a job is running for a day, by which scheduler; 1 hour",
+    "ratelimit": "pushes sent in one minute, all processes; 2 minutes",
+    "push-sender": "a push sender is alive (heartbeat); pushes.claim_timeout_seconds",
+    "push-attempt": "a push's call to WeChat has started; 7 days",
+    "wechat": "the shared access_token (WeChat's expiry less 5 minutes) and its fetch lock (15 s)",
+}
+
+# Delete KEYS[1] only if it still holds ARGV[1]: a lock, a mark or a token that is still ours.
+DELETE_IF_SAME = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
 
 class Keys:
     """Builds every Redis key, so the layout is visible in one place."""
@@ -17,7 +40,14 @@ class Keys:
         self.prefix = prefix
 
     def __call__(self, kind: str, *parts: object) -> str:
+        if kind not in KINDS:
+            raise KeyError(f"Redis key kind {kind!r} is not in storage.redis.KINDS")
         return ":".join([self.prefix, kind, *map(str, parts)])
+
+
+def delete_if_same(client: redis.Redis, key: str, value: str) -> bool:
+    """Delete ``key`` if it still holds ``value`` (atomically); True if it did."""
+    return bool(client.eval(DELETE_IF_SAME, 1, key, value))
 
 
 def connect(url: str | None) -> redis.Redis:

@@ -13,14 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, timezone
 from decimal import Decimal
 
-from sqlalchemy import Select, and_, case, func, literal, select, update
+from sqlalchemy import Select, and_, case, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
-from bot.config import Rules
-from storage.models import Member, Purchase, utcnow
+from rules import Rules
+from storage import ledger
+from storage.members import find_by_card
+from storage.models import Member, MemberChange, Purchase, utcnow
+from storage.points import points_overview
 
 YEAR_DAYS = 365
 
@@ -108,20 +111,10 @@ def _activity(facts: MemberFacts, rules: Rules, today: date) -> tuple[str, str]:
 # --------------------------------------------------------------------------- SQL versions
 
 
-def local_midnight(day: date, rules: Rules) -> datetime:
-    """The UTC instant at which ``day`` starts in the rules' time zone."""
-    return datetime.combine(day, time(0), rules.zone).astimezone(timezone.utc)
-
-
-def _since(today: date, days: int, rules: Rules) -> datetime:
-    """Start of "the last ``days`` days" (dates after today − days)."""
-    return local_midnight(today - timedelta(days=days - 1), rules)
-
-
 def _purchase_facts(rules: Rules, today: date):
     """Per member: spend and purchases over the window, visits in the last year, last purchase."""
-    window_start = _since(today, rules.segments.window_days, rules)
-    year_start = _since(today, YEAR_DAYS, rules)
+    window_start = rules.last_days_start(today, rules.segments.window_days)
+    year_start = rules.last_days_start(today, YEAR_DAYS)
     return (
         select(
             Purchase.member_id.label("member_id"),
@@ -191,7 +184,7 @@ def _classify_sql(p, points, rules: Rules, today: date, cutoff: int | None):
     )
 
     def aged(days: int):  # the last purchase is at least ``days`` days old
-        return p.c.last_at < local_midnight(today - timedelta(days=days - 1), rules)
+        return p.c.last_at < rules.last_days_start(today, days)
 
     activity = case(
         (visits >= seg.active_min_visits, "active"),
@@ -257,3 +250,59 @@ def tier_changes(session: Session, rules: Rules, today: date) -> Iterator[TierCh
     rows = session.execute(tier_changes_query(rules, today).execution_options(yield_per=1000))
     for member_id, card_no, old, new in rows:
         yield TierChange(member_id, card_no, old, new)
+
+
+# --------------------------------------------------------------------------- changing tiers
+
+
+def change_tier(session: Session, member_id: int, new_tier: str, actor: str, reason: str | None = None) -> str | None:
+    """Move one member to ``new_tier`` and record it in the audit trail; returns the old tier (None: unchanged)."""
+    old = session.scalar(select(Member.tier).where(Member.id == member_id))
+    if old is None or old == new_tier:
+        return None
+    session.execute(update(Member).where(Member.id == member_id).values(tier=new_tier)
+                    .execution_options(synchronize_session=False))
+    detail = f"{old} → {new_tier}" + (f" ({reason})" if reason else "")
+    session.add(MemberChange(member_id=member_id, action="tier", actor=actor, detail=detail))
+    return old
+
+
+def change_tiers(session: Session, member_ids: Select, new_tier: str, actor: str, reason: str) -> int:
+    """Move every member in ``member_ids`` (a SELECT of ids) to ``new_tier``, set-based, each change audited."""
+    moving = and_(Member.id.in_(member_ids), Member.tier != new_tier)
+    session.execute(insert(MemberChange).from_select(
+        ["member_id", "action", "actor", "detail", "at"],
+        select(Member.id, literal("tier"), literal(actor), Member.tier + literal(f" → {new_tier} ({reason})"),
+               literal(utcnow(), MemberChange.at.type)).where(moving),
+    ))
+    return session.execute(update(Member).where(moving).values(tier=new_tier)
+                           .execution_options(synchronize_session=False)).rowcount or 0
+
+
+# --------------------------------------------------------------------------- explaining one member
+
+
+@dataclass(frozen=True)
+class MemberReport:
+    """One member as the rules see them today, each verdict with its reason (`members show`)."""
+
+    member: Member
+    today: date
+    evaluation: Evaluation
+    ledger_total: int  # the sum of the ledger (the cached balance must equal it)
+    next_expiry: tuple[int, date] | None
+
+
+def explain_member(session: Session, card_no: str, rules: Rules, today: date) -> MemberReport | None:
+    """Tier, segment, activity and balance of the member with ``card_no``, with reasons; None if unknown."""
+    member = find_by_card(session, card_no)
+    if member is None:
+        return None
+    facts = member_facts(session, member, rules, today, points_cutoff(session, rules))
+    return MemberReport(
+        member=member,
+        today=today,
+        evaluation=evaluate_member(facts, rules, today),
+        ledger_total=ledger.ledger_sum(session, member.id),
+        next_expiry=points_overview(session, member.id, rules, today).next_expiry,
+    )

@@ -10,9 +10,10 @@ import pytest
 import redis
 from sqlalchemy import text
 
-from bot import create_app
-from bot.config import DEFAULT_RULES_PATH, Rules, Settings, load_rules
-from bot.wire import WeChatServer, event_xml, text_xml
+from bot.app import create_app
+from bot.settings import Settings
+from rules import DEFAULT_RULES_PATH, Rules, load_rules
+from tests.factories import WeChatServer, event_xml, text_xml
 from storage.db import Database
 from storage.migrate import upgrade
 from storage.models import Base
@@ -136,7 +137,7 @@ def fake_wechat_server() -> str:
 
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-c", f"from bot.fake_wechat import serve_fake; serve_fake('127.0.0.1', {port})"],
+        [sys.executable, "-c", f"from bot.dev.fake_wechat import serve_fake; serve_fake('127.0.0.1', {port})"],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"

@@ -1,10 +1,16 @@
-"""Factories that build real rows; each call makes a new, unique member."""
+"""Test factories: real rows (each call a new, unique member) and WeChat's signed XML.
+
+The XML builders are the console's own wire format (``bot.dev.wire``), so tests speak to the
+webhook exactly as the console and WeChat do.
+"""
 from __future__ import annotations
 
 import itertools
 from datetime import date
 
 from sqlalchemy.orm import Session
+
+from bot.dev.wire import WeChatServer, event_xml, signature, text_xml
 
 from storage.members import birthday_key
 from storage.models import Member
@@ -30,3 +36,6 @@ def make_member(session: Session, **fields) -> Member:
     session.add(member)
     session.flush()
     return member
+
+
+__all__ = ["WeChatServer", "event_xml", "make_member", "signature", "text_xml"]

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from bot.config import DEFAULT_RULES_PATH, ConfigError, RulesHolder, Settings, load_rules, parse_rules
+from bot.settings import Settings
+from rules import DEFAULT_RULES_PATH, ConfigError, RulesHolder, load_rules, parse_rules
 
 GOOD = DEFAULT_RULES_PATH.read_text(encoding="utf-8")
 
@@ -98,7 +99,7 @@ def test_a_changed_file_is_reloaded_and_a_bad_one_refused(tmp_path, caplog):
 
 
 def test_sighup_reloads_the_rules(settings, rules, redis_client, tmp_path):
-    from bot import create_app
+    from bot.app import create_app
 
     path = tmp_path / "config.yaml"
     path.write_text(GOOD, encoding="utf-8")

@@ -15,7 +15,7 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from bot.wire import WeChatServer, text_xml
+from tests.factories import WeChatServer, text_xml
 from handlers import HANDLERS
 from storage.db import Database
 from storage.models import Member, MemberChange
@@ -38,7 +38,7 @@ def test_a_retried_bind_binds_once_and_repeats_the_first_answer(wechat, db):
 
 
 def test_events_are_deduplicated_by_sender_time_and_event(wechat, db):
-    from bot.wire import event_xml
+    from tests.factories import event_xml
 
     xml = event_xml("o-evt", "subscribe", create_time=1700000123)
     assert wechat.send(xml) == wechat.send(xml)

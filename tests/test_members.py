@@ -14,6 +14,7 @@ from storage.members import BindOutcome
 from storage.models import LedgerEntry, Member, MemberChange
 from tests.factories import make_member
 
+TODAY = date(2026, 11, 23)
 CSV = """card_no,name,phone,birthday,tier,points,manager
 D1000001,张三,138-0000-0001,1990-05-01,D,100,
 C1000001,李四,+86 13800000002,1985-02-28,C,,
@@ -37,7 +38,7 @@ def db(db_url) -> Database:
 
 def test_import_keeps_good_rows_and_names_bad_ones(db, rules):
     with db.write() as session:
-        report = members.import_members(session, CSV.splitlines(keepends=True), rules)
+        report = members.import_members(session, CSV.splitlines(keepends=True), rules, TODAY)
     assert (report.created, report.updated, report.unchanged) == (3, 0, 0)
     assert report.errors == [
         (5, "birthday '1990-13-01' is not a date in YYYY-MM-DD form"),
@@ -56,9 +57,9 @@ def test_import_keeps_good_rows_and_names_bad_ones(db, rules):
 def test_reimporting_the_same_file_changes_nothing(db, rules):
     lines = CSV.splitlines(keepends=True)
     with db.write() as session:
-        members.import_members(session, lines, rules)
+        members.import_members(session, lines, rules, TODAY)
     with db.write() as session:
-        again = members.import_members(session, lines, rules)
+        again = members.import_members(session, lines, rules, TODAY)
     assert (again.created, again.updated, again.unchanged) == (0, 0, 3)
     with db.read() as session:
         assert session.scalar(select(func.count()).select_from(LedgerEntry)) == 2  # two opening balances
@@ -67,10 +68,10 @@ def test_reimporting_the_same_file_changes_nothing(db, rules):
 
 def test_import_updates_changed_fields_and_records_them(db, rules):
     with db.write() as session:
-        members.import_members(session, CSV.splitlines(keepends=True), rules)
+        members.import_members(session, CSV.splitlines(keepends=True), rules, TODAY)
     changed = "card_no,name,phone,birthday,tier\nD1000001,张三丰,13800000001,1990-05-01,C\n"
     with db.write() as session:
-        report = members.import_members(session, changed.splitlines(keepends=True), rules)
+        report = members.import_members(session, changed.splitlines(keepends=True), rules, TODAY)
     assert report.updated == 1
     with db.read() as session:
         member = members.find_by_card(session, "D1000001")
@@ -82,7 +83,7 @@ def test_import_updates_changed_fields_and_records_them(db, rules):
 
 def test_import_without_required_columns_says_which(db, rules):
     with db.write() as session:
-        report = members.import_members(session, ["card_no,name\n", "X1,a\n"], rules)
+        report = members.import_members(session, ["card_no,name\n", "X1,a\n"], rules, TODAY)
     assert report.errors == [(1, "header lacks column(s): phone, tier")]
 
 

@@ -7,9 +7,9 @@ import pytest
 import xmltodict
 from wechatpy.crypto import WeChatCrypto
 
-from bot import create_app
-from bot.config import Settings
-from bot.wire import signature, text_xml
+from bot.app import create_app
+from bot.settings import Settings
+from tests.factories import signature, text_xml
 
 # The documented sample of WeChat's message encryption guide (公众号消息加解密 sample code).
 GUIDE_TOKEN = "spamtest"
@@ -249,7 +249,7 @@ def test_compatible_mode_body_with_both_plain_fields_and_encrypt(wechat, clock):
 
 
 def test_with_redis_down_members_still_get_an_answer(settings, rules, clock):
-    from bot.wire import WeChatServer
+    from tests.factories import WeChatServer
     from storage.redis import connect
 
     dead = connect("redis://127.0.0.1:1/0")

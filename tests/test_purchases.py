@@ -10,6 +10,7 @@ from sqlalchemy import select
 from storage import purchases
 from storage.db import Database
 from storage.members import find_by_card
+from storage.models import utcnow
 from storage.models import LedgerEntry, Purchase
 from storage.purchases import FieldError, parse_purchase
 from tests.factories import make_member
@@ -26,10 +27,10 @@ def db(db_url) -> Database:
 
 
 def test_a_purchase_without_offset_is_shanghai_time(rules):
-    purchase = parse_purchase(GOOD, rules)
+    purchase = parse_purchase(GOOD, rules, utcnow())
     assert purchase.purchased_at == datetime(2026, 11, 1, 2, 0, tzinfo=timezone.utc)
     assert purchase.card_no == "B0000001" and purchase.amount == Decimal("1999.99")
-    with_offset = parse_purchase({**GOOD, "purchased_at": "2026-11-01T10:00:00+00:00"}, rules)
+    with_offset = parse_purchase({**GOOD, "purchased_at": "2026-11-01T10:00:00+00:00"}, rules, utcnow())
     assert with_offset.purchased_at.hour == 10
 
 
@@ -50,14 +51,14 @@ def test_a_purchase_without_offset_is_shanghai_time(rules):
 )
 def test_bad_fields_are_named(rules, change, field, message):
     with pytest.raises(FieldError) as bad:
-        parse_purchase({**GOOD, **change}, rules)
+        parse_purchase({**GOOD, **change}, rules, utcnow())
     assert bad.value.field == field and message in str(bad.value)
 
 
 def test_points_are_amount_times_the_tier_rate_rounded_down(db, rules):
     with db.write() as session:
         make_member(session, card_no="B0000001", tier="B")  # rate 1.2
-        result = purchases.record_purchase(session, parse_purchase(GOOD, rules), rules)
+        result = purchases.record_purchase(session, parse_purchase(GOOD, rules, utcnow()), rules)
     assert (result.status, result.points) == ("created", 2399)  # 1999.99 × 1.2 = 2399.988
     with db.read() as session:
         lot = session.scalar(select(LedgerEntry).where(LedgerEntry.kind == "earn"))
@@ -71,9 +72,9 @@ def test_the_same_receipt_twice_is_a_duplicate_and_earns_once(db, rules):
         make_member(session, card_no="B0000001", tier="B")
     for expected in ("created", "duplicate"):
         with db.write() as session:
-            assert purchases.record_purchase(session, parse_purchase(GOOD, rules), rules).status == expected
+            assert purchases.record_purchase(session, parse_purchase(GOOD, rules, utcnow()), rules).status == expected
     with db.write() as session:
-        clash = purchases.record_purchase(session, parse_purchase({**GOOD, "amount": "5"}, rules), rules)
+        clash = purchases.record_purchase(session, parse_purchase({**GOOD, "amount": "5"}, rules, utcnow()), rules)
     assert clash.status == "refused" and "already recorded with another card or amount" in clash.reason
     with db.read() as session:
         assert find_by_card(session, "B0000001").points_balance == 2399
@@ -81,7 +82,7 @@ def test_the_same_receipt_twice_is_a_duplicate_and_earns_once(db, rules):
 
 def test_an_unknown_card_is_refused(db, rules):
     with db.write() as session:
-        result = purchases.record_purchase(session, parse_purchase(GOOD, rules), rules)
+        result = purchases.record_purchase(session, parse_purchase(GOOD, rules, utcnow()), rules)
     assert result.status == "refused" and "B0000001 is not a known member" in result.reason
     with db.read() as session:
         assert session.scalar(select(Purchase.id)) is None
@@ -92,7 +93,7 @@ def test_refund_reverses_the_points_left(db, rules):
 
     with db.write() as session:
         member = make_member(session, card_no="B0000001", tier="B")
-        purchases.record_purchase(session, parse_purchase(GOOD, rules), rules)
+        purchases.record_purchase(session, parse_purchase(GOOD, rules, utcnow()), rules)
         ledger.deduct_points(session, member.id, 2000)  # spent most of it on a gift
     with db.write() as session:
         refund = purchases.refund_purchase(session, "R1")
@@ -110,7 +111,7 @@ def test_refund_after_the_points_expired_takes_nothing_from_other_points(db, rul
 
     with db.write() as session:
         member = make_member(session, card_no="B0000001", tier="B")
-        purchases.record_purchase(session, parse_purchase(GOOD, rules), rules)  # 2,399 points
+        purchases.record_purchase(session, parse_purchase(GOOD, rules, utcnow()), rules)  # 2,399 points
         ledger.award_points(session, member.id, 500, expires_on=date(2099, 1, 1), reference="later")
     with db.write() as session:
         assert ledger.expire_due_lots(session, date(2099, 1, 1)) == 2399

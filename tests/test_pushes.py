@@ -14,6 +14,7 @@ import yaml
 from sqlalchemy import func, select
 
 from scheduler import jobs
+from scheduler.jobs import birthday
 from scheduler.delivery import drain
 from storage import ledger
 from storage.models import JobRun, LedgerEntry, Member, OutboxMessage, Voucher
@@ -130,7 +131,7 @@ def _one_push(state, db, **member_fields) -> Member:
     with db.write() as session:
         from storage import outbox
 
-        for audience in jobs.plan_birthday(session, state.rules, date(2026, 6, 1)).audiences:
+        for audience in birthday.plan(session, state.rules, date(2026, 6, 1)).audiences:
             outbox.insert_audience(session, audience)
     return member
 
@@ -342,7 +343,8 @@ def test_a_standby_takes_over_when_the_active_scheduler_dies(state, redis_client
 def test_the_rules_time_zone_not_the_server_clock_decides_the_day(state, monkeypatch):
     from apscheduler.triggers.cron import CronTrigger
 
-    from scheduler.runner import SchedulerRunner, job_schedule
+    from scheduler.jobs import job_schedule
+    from scheduler.runner import SchedulerRunner
 
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
@@ -452,8 +454,8 @@ def test_unsubscribe_and_subscribe_in_chat(wechat, state, db, fake_wechat):
 
 
 def test_a_rules_reload_re_plans_the_jobs(settings, rules, redis_client, tmp_path):
-    from bot import create_app
-    from bot.config import Settings
+    from bot.app import create_app
+    from bot.settings import Settings
     from scheduler.runner import SchedulerRunner
 
     path = tmp_path / "config.yaml"

@@ -1,18 +1,21 @@
-"""The bot's long-lived services, built once per process by create_app()."""
+"""The bot's long-lived services, built once per process by create_app() and shared with the scheduler."""
 from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Callable
+from datetime import date, datetime, timezone
+from typing import TYPE_CHECKING, Callable
 
 import redis as redis_lib
 
-from bot.config import Rules, RulesHolder, Settings
-from bot.router import Router
+from bot.settings import Settings
+from rules import Rules, RulesHolder
 from storage.db import Database
 from storage.redis import Keys
+
+if TYPE_CHECKING:
+    from bot.wechat import ApiClient
 
 
 def system_clock() -> float:
@@ -28,29 +31,24 @@ class BotState:
     keys: Keys
     clock: Callable[[], float] = system_clock  # seconds since the epoch; tests move it
     executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(8, "handler"))
-    _router: tuple[Rules, Router] | None = None
-    _wechat = None
+    _wechat: "ApiClient | None" = None
 
     @property
     def rules(self) -> Rules:
         return self.rules_holder.current
 
-    def router(self, rules: Rules) -> Router:
-        """The router for these rules, rebuilt only when the rules object changes."""
-        cached = self._router
-        if cached is None or cached[0] is not rules:
-            cached = (rules, Router(rules))
-            self._router = cached
-        return cached[1]
-
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), timezone.utc)
 
+    def today(self) -> date:
+        """Today's date in the rules' time zone, from the injected clock."""
+        return self.rules.today(self.now())
+
     @property
-    def wechat(self):
+    def wechat(self) -> "ApiClient":
         """The WeChat API client (created on first use)."""
         if self._wechat is None:
-            from bot.wechat import make_client
+            from bot.wechat import make_client  # the HTTP client stack is loaded only by processes that send
 
             self._wechat = make_client(self)
         return self._wechat

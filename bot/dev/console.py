@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import requests
 
-from bot.config import Settings
-from bot.wire import WeChatServer, event_xml, text_xml
+from bot.dev.wire import WeChatServer, event_xml, text_xml
+from bot.settings import Settings
 
 EVENTS = {"/subscribe": "subscribe", "/unsubscribe": "unsubscribe"}
 

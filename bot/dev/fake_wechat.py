@@ -145,4 +145,4 @@ def serve_fake(host: str, port: int) -> None:
     os.execv(sys.executable, [sys.executable, "-m", "gunicorn", "--workers", "1", "--worker-class", "gthread",
                               "--threads", "32", "--bind", f"{host}:{port}", "--log-level", "warning",
                               "--graceful-timeout", "1",
-                              "bot.fake_wechat:create_fake_app()"])
+                              "bot.dev.fake_wechat:create_fake_app()"])

@@ -1,0 +1,68 @@
+"""The app factory: ``create_app()`` builds the Flask app from settings and rules."""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Callable
+
+import redis as redis_lib
+from flask import Flask
+
+from bot import api, cli, webhook
+from bot.router import check_handlers
+from bot.services import BotState, system_clock
+from bot.settings import Settings
+from handlers import HANDLERS
+from rules import Rules, RulesHolder, load_rules
+from storage.db import Database
+from storage.redis import Keys, connect
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings | None = None,
+    rules: Rules | None = None,
+    *,
+    redis_client: redis_lib.Redis | None = None,
+    clock: Callable[[], float] = system_clock,
+) -> Flask:
+    """Build the app. Tests pass settings, rules and a clock; wsgi.py reads them from the environment."""
+    settings = settings or Settings.from_env()
+    rules = rules or load_rules(settings.rules_path)
+    check_handlers(rules, HANDLERS)
+    holder = RulesHolder(settings.rules_path, rules, validate=lambda new: check_handlers(new, HANDLERS))
+    state = BotState(
+        settings=settings,
+        rules_holder=holder,
+        db=Database(settings.database_url),
+        redis=redis_client if redis_client is not None else connect(settings.redis_url),
+        keys=Keys(settings.redis_prefix),
+        clock=clock,
+    )
+
+    app = Flask(__name__)
+    app.extensions["bot"] = state
+    app.register_blueprint(webhook.bp)
+    app.register_blueprint(api.bp)
+    cli.init_app(app)
+    if settings.embedded:
+        from scheduler.runner import start_embedded
+
+        app.extensions.setdefault("bot.on_serve", []).append(start_embedded)
+    _reload_rules_on_sighup(holder)
+    return app
+
+
+def _reload_rules_on_sighup(holder: RulesHolder) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers can only be set from the main thread (e.g. not in some test runners)
+    previous = signal.getsignal(signal.SIGHUP)
+
+    def _on_sighup(signum, frame):
+        holder.reload()
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGHUP, _on_sighup)

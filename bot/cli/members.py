@@ -1,0 +1,57 @@
+"""``members``: imports from the stores, and one member explained."""
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import click
+from flask.cli import AppGroup
+
+from bot.cli.common import DATE_OPTION, day_of, fail, state
+from storage.csvfile import open_csv
+from storage.members import import_members
+from storage.tiers import explain_member
+
+group = AppGroup("members", help="Members: import from the stores, inspect.")
+
+
+@group.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def members_import(file: Path) -> None:
+    """Upsert members from CSV: card_no,name,phone,birthday,tier,points,manager."""
+    bot = state()
+    with open_csv(file) as lines, bot.db.write() as session:
+        report = import_members(session, lines, bot.rules, bot.today(), actor="cli")
+    for line, reason in report.errors:
+        click.echo(f"{file}, line {line}: {reason}", err=True)
+    click.echo(f"{file}: {report.summary()}")
+    if report.errors:
+        raise SystemExit(1)
+
+
+@group.command("show")
+@click.argument("card_no")
+@click.option("--date", "on", type=DATE_OPTION, help="Evaluate as of this day (default today).")
+def members_show(card_no: str, on: datetime | None) -> None:
+    """Print a member's tier, segment, activity and balance, each with its reason."""
+    bot = state()
+    rules = bot.rules
+    with bot.db.read() as session:
+        report = explain_member(session, card_no, rules, day_of(on))
+    if report is None:
+        fail(f"no member with card {card_no}")
+    member, result = report.member, report.evaluation
+    tier_line = f"{member.tier} {rules.tier(member.tier).name}"
+    if result.tier != member.tier:
+        tier_line += f" (the rules now call for {result.tier} {rules.tier(result.tier).name})"
+    total = report.ledger_total
+    balance_note = "equals the ledger sum" if total == member.points_balance else f"LEDGER SUM IS {total}"
+    expiry = f"; {report.next_expiry[0]} expire on {report.next_expiry[1]}" if report.next_expiry else ""
+    click.echo(f"{member.card_no} {member.name} (as of {report.today})")
+    click.echo(f"tier:     {tier_line} — {result.tier_reason}")
+    click.echo(f"segment:  {result.segment} — {result.segment_reason}")
+    click.echo(f"activity: {result.activity} — {result.activity_reason}")
+    click.echo(f"balance:  {member.points_balance} points — {balance_note}{expiry}")
+    followers = "following" if member.subscribed else "unfollowed"
+    click.echo(f"wechat:   {'bound' if member.openid else 'not bound'}, {followers}"
+               f"{', opted out of marketing' if member.opted_out else ''}")

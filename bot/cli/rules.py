@@ -1,0 +1,27 @@
+"""``rules``: check a rules file before saving it in place."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from flask.cli import AppGroup
+
+from bot.cli.common import fail, state
+from bot.router import check_handlers
+from handlers import HANDLERS
+from rules import ConfigError, load_rules
+
+group = AppGroup("rules", help="Check the programme rules (config.yaml).")
+
+
+@group.command("check")
+@click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
+def rules_check(path: Path | None) -> None:
+    """Validate a rules file (default: the one in force). Exit 1 with file, line and reason if bad."""
+    path = path or state().settings.rules_path
+    try:
+        rules = load_rules(path)
+        check_handlers(rules, HANDLERS)
+    except ConfigError as exc:
+        fail(str(exc))
+    click.echo(f"{path}: OK ({len(rules.tiers)} tiers, {len(rules.routes)} routes)")

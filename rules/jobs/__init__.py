@@ -1,0 +1,30 @@
+"""The ``jobs:`` section: one module per scheduled job, each a ``JobSection`` with its schedule.
+
+Adding a job's rules: a module here with its ``JobSection`` subclass, and one field in ``Jobs``
+named by the job's id (the same id the job module in ``scheduler/jobs/`` declares).
+"""
+from __future__ import annotations
+
+from rules.base import Frozen
+from rules.jobs.base import JobSection
+from rules.jobs.birthday import BirthdayJob
+from rules.jobs.monthly_bulletin import BulletinJob
+from rules.jobs.points_reset import PointsResetJob
+from rules.jobs.tier_recalc import TierRecalcJob
+
+
+class Jobs(Frozen):
+    birthday: BirthdayJob
+    monthly_bulletin: BulletinJob
+    points_reset: PointsResetJob
+    tier_recalc: TierRecalcJob
+
+    def section(self, job_id: str) -> JobSection:
+        """The rules of the job with this id."""
+        return getattr(self, job_id)
+
+    def sections(self) -> dict[str, JobSection]:
+        return {name: getattr(self, name) for name in type(self).model_fields}
+
+
+__all__ = ["BirthdayJob", "BulletinJob", "JobSection", "Jobs", "PointsResetJob", "TierRecalcJob"]

@@ -1,0 +1,120 @@
+"""The root of the rules: every section of config.yaml, gathered and checked against each other."""
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal
+from functools import cached_property
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator, model_validator
+
+from rules.base import Frozen
+from rules.chat import ChatMessages, DialogRules, Fallbacks, Route, WebhookRules
+from rules.jobs import Jobs
+from rules.membership import BindingRules, MembershipMessages
+from rules.points import PointsMessages, PointsRules, RetentionRules, SegmentRules, Tier, TierGap
+from rules.pushes import OptOutMessages, PushRules
+
+
+class Messages(ChatMessages, MembershipMessages, PointsMessages, OptOutMessages):
+    """Every member-facing text (``messages:``), each declared by its capability's section."""
+
+
+class Rules(Frozen):
+    """The admin's programme rules (config.yaml)."""
+
+    timezone: str
+    tiers: list[Tier] = Field(min_length=1)  # lowest first
+    segments: SegmentRules
+    points: PointsRules
+    retention: RetentionRules
+    binding: BindingRules
+    dialog: DialogRules
+    webhook: WebhookRules
+    routes: list[Route]
+    events: dict[str, str]  # lower-case WeChat event name -> handler
+    fallbacks: Fallbacks
+    messages: Messages
+    pushes: PushRules
+    jobs: Jobs
+
+    @model_validator(mode="after")
+    def _jobs_name_known_things(self) -> "Rules":
+        sections = self.jobs.sections().values()
+        unknown = sorted({name for s in sections for name in s.push_messages()} - set(self.pushes.messages))
+        if unknown:
+            raise ValueError(f"jobs name push message(s) not in pushes.messages: {', '.join(unknown)}")
+        strangers = sorted({tier for s in sections for tier in s.tiers_named()} - {t.id for t in self.tiers})
+        if strangers:
+            raise ValueError(f"jobs name unknown tier(s): {', '.join(strangers)}")
+        return self
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {name!r}") from exc
+        return name
+
+    @field_validator("tiers")
+    @classmethod
+    def _tiers_ordered(cls, tiers: list[Tier]) -> list[Tier]:
+        ids = [t.id for t in tiers]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"tier ids must be unique, got {ids}")
+        if tiers[0].min_spend != 0:
+            raise ValueError("the first (base) tier must have min_spend 0")
+        for lower, higher in zip(tiers, tiers[1:]):
+            if higher.min_spend <= lower.min_spend:
+                raise ValueError(f"min_spend must rise from tier {lower.id} to tier {higher.id}")
+        return tiers
+
+    @field_validator("events")
+    @classmethod
+    def _lower_event_names(cls, events: dict[str, str]) -> dict[str, str]:
+        return {name.lower(): handler for name, handler in events.items()}
+
+    # ------------------------------------------------------------------ time in the rules' zone
+
+    @cached_property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def today(self, now: datetime) -> date:
+        """The local date at ``now`` (an aware instant, from the injected clock)."""
+        return now.astimezone(self.zone).date()
+
+    def local_midnight(self, day: date) -> datetime:
+        """The UTC instant at which ``day`` starts in the rules' time zone."""
+        return datetime.combine(day, time(0), self.zone).astimezone(timezone.utc)
+
+    def last_days_start(self, today: date, days: int) -> datetime:
+        """The UTC instant "the last ``days`` days" start at: local dates after today − days."""
+        return self.local_midnight(today - timedelta(days=days - 1))
+
+    # ------------------------------------------------------------------ tiers
+
+    def tier(self, tier_id: str) -> Tier:
+        """The tier with this id (KeyError if the rules have none)."""
+        for tier in self.tiers:
+            if tier.id == tier_id:
+                return tier
+        raise KeyError(tier_id)
+
+    def next_tier(self, tier_id: str) -> Tier | None:
+        ids = [t.id for t in self.tiers]
+        index = ids.index(tier_id)
+        return self.tiers[index + 1] if index + 1 < len(self.tiers) else None
+
+    def tier_gap(self, tier_id: str, spend: Decimal) -> TierGap:
+        """The tier above ``tier_id`` and the spend still needed to reach it from ``spend``."""
+        higher = self.next_tier(tier_id)
+        if higher is None:
+            return TierGap(None, Decimal(0))
+        return TierGap(higher, max(higher.min_spend - spend, Decimal(0)))
+
+    def handler_names(self) -> set[str]:
+        names = {route.handler for route in self.routes} | set(self.events.values())
+        return names | {self.fallbacks.text, self.fallbacks.other}
