@@ -17,7 +17,7 @@ from scheduler import jobs
 from scheduler.jobs import birthday
 from scheduler.delivery import drain
 from storage import ledger
-from storage.models import JobRun, LedgerEntry, Member, OutboxMessage, Voucher
+from storage.models import JobRun, LedgerEntry, Member, MemberChange, OutboxMessage, Voucher
 from tests.conftest import AES_KEY, APPID, ROOT, TOKEN
 from tests.factories import make_member
 
@@ -401,6 +401,13 @@ def test_retention_grace_reminders_and_reset(state, db, fake_wechat, rules_with)
         assert session.scalar(select(LedgerEntry.amount).where(
             LedgerEntry.member_id == keeper.id, LedgerEntry.kind == "expire")) == -50_000
         assert session.get(Member, buyer.id).points_balance == 40_120  # bought in the meantime (rate 1.2): kept
+        # The drop to the base tier is in the audit trail, like every change to a member.
+        audit = session.scalars(select(MemberChange.detail).where(
+            MemberChange.member_id == keeper.id, MemberChange.action == "tier",
+            MemberChange.actor == "job:points_reset")).all()
+        assert audit == ["B → D (retention grace ended)"]
+        assert not session.scalar(select(MemberChange.id).where(
+            MemberChange.member_id == buyer.id, MemberChange.action == "tier"))
     assert per_recipient(fake_wechat.sent())[buyer.openid] == 1
 
 
@@ -441,6 +448,7 @@ def test_tier_recalculation_applies_changes_with_notices(state, db, fake_wechat)
         assert session.get(Member, riser.id).tier == "B" and session.get(Member, faller.id).tier == "D"
     texts = {m["touser"]: m["data"]["first"]["value"] for m in fake_wechat.sent()}
     assert "已升级为钻石卡" in texts[riser.openid] and "已调整为缤纷卡" in texts[faller.openid]
+    assert "消费满 50,000 元即可恢复尊荣钻石卡" in texts[faller.openid]  # what it takes to get the old tier back
 
 
 def test_unsubscribe_and_subscribe_in_chat(wechat, state, db, fake_wechat):

@@ -42,7 +42,8 @@ def apply(session: Session, rules: Rules, today: date, plan: JobPlan, page: int 
         for (message, old), ids in moved.items():
             outbox.insert_audience(session, member_audience(
                 "tier_recalc", today.isoformat(), Member.id.in_(ids), message,
-                extra=outbox.extra_json(previous_tier_name=rules.tier(old).name)))
+                extra=outbox.extra_json(previous_tier_name=rules.tier(old).name,
+                                        previous_min_spend=f"{rules.tier(old).min_spend:,}")))
         plan.changes["tier changes"] = plan.changes.get("tier changes", 0) + len(batch)
 
 
