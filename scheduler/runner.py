@@ -57,7 +57,7 @@ class SchedulerRunner:
         self.lease.release()
 
     def today(self):
-        return self.state.now().astimezone(self.state.rules.zone).date()
+        return self.state.today()
 
     def run_once_today(self, name: str) -> None:
         """Run ``name`` for today unless it already ran today (in any process)."""

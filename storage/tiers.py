@@ -155,7 +155,7 @@ def member_facts(session: Session, member: Member, rules: Rules, today: date, cu
         spend=Decimal(spend or 0).quantize(Decimal("0.01")),
         purchases=int(purchases or 0),
         visits_last_year=int(visits or 0),
-        last_purchase_on=last_at.astimezone(rules.zone).date() if last_at else None,
+        last_purchase_on=rules.today(last_at) if last_at else None,
         points=points,
         top_points=cutoff is not None and points > 0 and points >= cutoff,
     )
