@@ -33,11 +33,16 @@ def create_app(
     rules = rules or load_rules(settings.rules_path)
     check_handlers(rules, HANDLERS)
     holder = RulesHolder(settings.rules_path, rules, validate=lambda new: check_handlers(new, HANDLERS))
+    if redis_client is None and settings.redis_url:
+        redis_client, reply_redis = connect(settings.redis_url), connect(settings.redis_url, reply_path=True)
+    else:  # given by a test, or the in-process stand-in: one client for everything
+        redis_client = reply_redis = redis_client if redis_client is not None else connect(None)
     state = BotState(
         settings=settings,
         rules_holder=holder,
         db=Database(settings.database_url),
-        redis=redis_client if redis_client is not None else connect(settings.redis_url),
+        redis=redis_client,
+        reply_redis=reply_redis,
         keys=Keys(settings.redis_prefix),
         clock=clock,
     )

@@ -41,7 +41,8 @@ class Context:
 
     @property
     def redis(self) -> "redis.Redis":
-        return self.state.redis
+        """Redis for the reply path: short timeouts, since the member is waiting."""
+        return self.state.reply_redis
 
     @property
     def router(self) -> Router:
@@ -87,3 +88,10 @@ class Context:
 
 
 Handler = Callable[[Context], "str | None"]
+
+
+def read_only(handler: Handler) -> Handler:
+    """Mark a handler that changes nothing: WeChat's retries may recompute its answer, so the
+    dispatcher neither claims the message nor keeps the reply (one Redis round trip instead of two)."""
+    handler.read_only = True  # type: ignore[attr-defined]
+    return handler

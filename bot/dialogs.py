@@ -9,6 +9,7 @@ keyword starts afresh and ``取消`` leaves (bot/dispatch.py).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,8 @@ from rules import BotError
 
 if TYPE_CHECKING:
     from bot.context import Context
+
+log = logging.getLogger(__name__)
 
 NOT_FETCHED = object()  # a dialog's state not read from Redis yet
 CONFIRM = "confirm"  # the step name of a flow's confirmation
@@ -33,10 +36,17 @@ class DialogState:
         self._loaded = stored is not NOT_FETCHED
         self._state: dict[str, Any] | None = json.loads(stored) if isinstance(stored, str) else None
 
+    # With Redis unreachable no dialog is open and none can be kept: the member still gets
+    # answers, and a question's reply is then read as a fresh message.
+
     @property
     def state(self) -> dict[str, Any] | None:
         if not self._loaded:
-            raw = self._redis.get(self._key)
+            try:
+                raw = self._redis.get(self._key)
+            except redis_lib.RedisError:
+                log.warning("Redis unavailable: no dialog state for this message")
+                raw = None
             self._state = json.loads(raw) if raw else None
             self._loaded = True
         return self._state
@@ -45,12 +55,19 @@ class DialogState:
         """Open (or move on) a dialog: the member's next text goes to ``handler``."""
         self._state = {"handler": handler, "step": step, "data": data}
         self._loaded = True
-        self._redis.set(self._key, json.dumps(self._state, ensure_ascii=False), ex=self._ttl)
+        try:
+            self._redis.set(self._key, json.dumps(self._state, ensure_ascii=False), ex=self._ttl)
+        except redis_lib.RedisError:
+            log.warning("Redis unavailable: the dialog of %s cannot be kept", self._key.rsplit(":", 1)[-1])
 
     def end(self) -> bool:
         """Close the dialog; True if one was open."""
+        was_open = self._state is not None
         self._state, self._loaded = None, True
-        return bool(self._redis.delete(self._key))
+        try:
+            return bool(self._redis.delete(self._key))
+        except redis_lib.RedisError:
+            return was_open
 
 
 class Invalid(BotError):

@@ -1,17 +1,28 @@
-"""From a parsed message to a reply: choose a handler, run it once, within WeChat's time budget."""
+"""From a parsed message to a reply: choose a handler, run it once, within WeChat's time budget.
+
+Exactly once: a message whose handler changes something is claimed in Redis (``SET NX`` on its
+MsgId) before it runs; WeChat's retries, in any process, wait for and return the first reply.
+A handler marked ``@read_only`` (chosen by a keyword or menu click, which no dialog state can
+change) skips the claim: a retry recomputes the same answer and changes nothing.
+
+Redis is a help, not a condition: with Redis down or hung the member still gets a real answer
+(without de-duplication, and with no dialog open), and Redis calls on this path use the short
+timeouts of ``state.reply_redis`` inside the budget, which runs from the moment the request arrived.
+"""
 from __future__ import annotations
 
 import logging
 import time
 from concurrent.futures import Future, TimeoutError as FutureTimeout
 
-from wechatpy.messages import BaseMessage, TextMessage
 from redis.exceptions import RedisError
-from wechatpy.replies import create_reply
+from wechatpy.messages import BaseMessage, TextMessage
 
 from bot.context import Context
 from bot.dialogs import NOT_FETCHED
 from bot.guards import refusal
+from bot.replies import text_reply
+from bot.router import Match
 from bot.services import BotState
 from handlers import HANDLERS
 
@@ -29,42 +40,64 @@ def message_key(message: BaseMessage) -> str:
     return f"evt:{data.get('FromUserName')}:{data.get('CreateTime')}:{data.get('Event', '')}"
 
 
-def answer_once(state: BotState, message: BaseMessage) -> str | None:
+def answer_once(state: BotState, message: BaseMessage, arrived: float | None = None) -> str | None:
     """Answer ``message``; WeChat's retries (any process) get the first answer and cause no new effects.
 
-    Returns the reply XML (byte for byte the first one, for every copy), or None for "success".
+    Returns the reply XML (byte for byte the first one, for every copy, unless the handler only
+    reads), or None for "success". ``arrived``: ``time.monotonic()`` when the request came in.
     """
-    webhook = state.rules.webhook
-    key = state.keys("reply", message_key(message))
+    rules = state.rules
+    webhook = rules.webhook
+    deadline = (arrived if arrived is not None else time.monotonic()) + webhook.reply_budget_seconds
+    redis = state.reply_redis
+    ctx = Context(state=state, rules=rules, message=message, now=state.now())
+    window = rules.pushes.customer_service_window_hours
+    fixed = keyword_route(ctx)
     try:
-        # One round trip: claim the message and fetch the sender's dialog state.
-        pipe = state.redis.pipeline(transaction=False)
-        pipe.set(key, _PENDING, nx=True, ex=webhook.dedup_ttl_seconds)
-        pipe.get(state.keys("dialog", message.source))
-        window = state.rules.pushes.customer_service_window_hours
+        pipe = redis.pipeline(transaction=False)
+        if fixed is not None and getattr(HANDLERS.get(fixed.handler), "read_only", False):
+            # One round trip, nothing to claim: a keyword leaves any half-finished dialog.
+            pipe.delete(state.keys("dialog", message.source))
+            claim_key = None
+        else:
+            # One round trip: claim the message and fetch the sender's dialog state.
+            claim_key = state.keys("reply", message_key(message))
+            pipe.set(claim_key, _PENDING, nx=True, ex=webhook.dedup_ttl_seconds)
+            pipe.get(state.keys("dialog", message.source))
         if window:  # WeChat lets us send customer-service messages for 48 h after a member writes
             pipe.set(state.keys("seen", message.source), 1, ex=window * 3600)
-        claimed, dialog, *_ = pipe.execute()
-    except RedisError:
+        results = pipe.execute()
+    except RedisError as exc:
         # Better an answer without de-duplication than a 500 that makes WeChat retry anyway.
-        log.error("Redis unavailable: answering %s without de-duplication", message.source)
-        return _render(_answer_within_budget(state, message, webhook.reply_budget_seconds, NOT_FETCHED), message)
+        log.error("Redis unavailable (%s): answering %s without de-duplication", type(exc).__name__, message.source)
+        ctx.use_fetched_dialog(None)  # no dialog state is a valid state
+        return _render(_answer_within_budget(state, ctx, deadline, fixed), message)
+    if claim_key is None:
+        ctx.use_fetched_dialog(None)
+        return _render(_answer_within_budget(state, ctx, deadline, fixed), message)
+    claimed, dialog = results[0], results[1]
     if not claimed:
-        return _wait_for_first_answer(state, key, webhook.reply_budget_seconds)
-    xml = _render(_answer_within_budget(state, message, webhook.reply_budget_seconds, dialog), message)
-    state.redis.set(key, SUCCESS if xml is None else "X" + xml, ex=webhook.dedup_ttl_seconds)
+        return _wait_for_first_answer(state, claim_key, deadline)
+    ctx.use_fetched_dialog(dialog)
+    xml = _render(_answer_within_budget(state, ctx, deadline, fixed), message)
+    try:
+        redis.set(claim_key, SUCCESS if xml is None else "X" + xml, ex=webhook.dedup_ttl_seconds)
+    except RedisError:
+        log.error("Redis unavailable: the reply to %s is not kept for WeChat's retries", message.source)
     return xml
 
 
 def _render(reply: str | None, message: BaseMessage) -> str | None:
-    return None if reply is None else create_reply(reply, message).render()
+    return None if reply is None else text_reply(message.source, message.target, reply)
 
 
-def _wait_for_first_answer(state: BotState, key: str, budget: float) -> str | None:
-    deadline = time.monotonic() + budget
+def _wait_for_first_answer(state: BotState, key: str, deadline: float) -> str | None:
     delay = 0.005
     while True:
-        stored = state.redis.get(key)
+        try:
+            stored = state.reply_redis.get(key)
+        except RedisError:
+            return None  # the first copy answers by itself
         if stored is not None and stored != _PENDING:
             return None if stored == SUCCESS else stored[1:]
         if stored is None or time.monotonic() >= deadline:
@@ -74,14 +107,15 @@ def _wait_for_first_answer(state: BotState, key: str, budget: float) -> str | No
         delay = min(delay * 2, 0.1)
 
 
-def _answer_within_budget(state: BotState, message: BaseMessage, budget: float, dialog: object) -> str | None:
+def _answer_within_budget(state: BotState, ctx: Context, deadline: float, fixed: Match | None) -> str | None:
     """Run the handler; if it outlives the budget, answer "success" now and send its reply later."""
-    future = state.executor.submit(dispatch, state, message, dialog)
+    future = state.executor.submit(dispatch, ctx, fixed)
     try:
-        return future.result(timeout=budget)
+        return future.result(timeout=max(deadline - time.monotonic(), 0.05))
     except FutureTimeout:
-        log.warning("reply budget of %.1fs spent for %s; answering by customer-service message", budget, message.source)
-        future.add_done_callback(lambda done: _send_late_reply(state, message.source, done))
+        openid = ctx.openid
+        log.warning("reply budget spent for %s; answering by customer-service message", openid)
+        future.add_done_callback(lambda done: _send_late_reply(state, openid, done))
         return None
 
 
@@ -94,53 +128,57 @@ def _send_late_reply(state: BotState, openid: str, future: Future) -> None:
             log.exception("could not send the late reply to %s", openid)
 
 
-def dispatch(state: BotState, message: BaseMessage, dialog: object = NOT_FETCHED) -> str | None:
+def dispatch(ctx: Context, fixed: Match | None = NOT_FETCHED) -> str | None:  # type: ignore[assignment]
     """Choose and run the handler. The one error boundary: failures are logged and answered politely.
 
-    ``dialog`` is the sender's raw dialog state if the caller fetched it already.
+    ``fixed``: the keyword route, if the caller looked it up already.
     """
-    rules = state.rules
-    ctx = Context(state=state, rules=rules, message=message, now=state.now())
     try:
-        if dialog is not NOT_FETCHED:
-            ctx.use_fetched_dialog(dialog)
-        name = choose_handler(ctx)
+        name = choose_handler(ctx, keyword_route(ctx) if fixed is NOT_FETCHED else fixed)
         if name is None:
             return None
         handler = HANDLERS[name]
         refused = refusal(handler, ctx)
         return refused if refused is not None else handler(ctx)
     except Exception:
-        log.exception("handler failed: openid=%s type=%s", message.source, message.type)
-        return rules.messages.render("busy")
+        log.exception("handler failed: openid=%s type=%s", ctx.openid, ctx.message.type)
+        return ctx.text("busy")
 
 
-def choose_handler(ctx: Context) -> str | None:
-    """The handler name for this message (setting ``ctx.args``), or None for no reply."""
-    message, rules = ctx.message, ctx.rules
-    router = ctx.router
+def keyword_route(ctx: Context) -> Match | None:
+    """The handler a keyword, a menu click or an event chooses: what no dialog state can change."""
+    message, rules, router = ctx.message, ctx.rules, ctx.router
     raw = message._data
     if str(raw.get("MsgType", "")).lower() == "event":
         # Read the raw fields: wechatpy parses events it does not know as UnknownMessage.
         event = getattr(message, "event", None) or str(raw.get("Event", "")).lower()
         if event == "click":
-            match = router.match_click(raw.get("EventKey") or "")
+            match = router.match_click(str(raw.get("EventKey") or ""))
             if match:
-                return match.handler
-        return rules.events.get(event)
+                return match
+        handler = rules.events.get(event)
+        return Match(handler) if handler else None
     if not isinstance(message, TextMessage):
-        return rules.fallbacks.other
+        return None
     text = message.content or ""
     if router.is_cancel(text):
-        return "cancel"
-    match = router.match_text(text)
-    if match:
-        ctx.args = match.args
-        if ctx.dialog.state:
+        return Match("cancel")
+    return router.match_text(text)
+
+
+def choose_handler(ctx: Context, fixed: Match | None) -> str | None:
+    """The handler name for this message (setting ``ctx.args``), or None for no reply."""
+    message, rules = ctx.message, ctx.rules
+    if str(message._data.get("MsgType", "")).lower() == "event":
+        return fixed.handler if fixed else None
+    if not isinstance(message, TextMessage):
+        return rules.fallbacks.other
+    if fixed is not None:
+        if fixed.handler != "cancel" and ctx.dialog.state:
             ctx.dialog.end()  # a keyword starts afresh and leaves any half-finished dialog
-        return match.handler
+        ctx.args = fixed.args
+        return fixed.handler
+    ctx.args = (message.content or "").strip()
     if ctx.dialog.state:
-        ctx.args = text.strip()
         return ctx.dialog.state["handler"]
-    ctx.args = text.strip()
     return rules.fallbacks.text

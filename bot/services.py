@@ -30,8 +30,13 @@ class BotState:
     redis: redis_lib.Redis
     keys: Keys
     clock: Callable[[], float] = system_clock  # seconds since the epoch; tests move it
+    reply_redis: redis_lib.Redis | None = None  # short timeouts, for calls while a member waits (default: redis)
     executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(8, "handler"))
     _wechat: "ApiClient | None" = None
+
+    def __post_init__(self) -> None:
+        if self.reply_redis is None:
+            self.reply_redis = self.redis
 
     @property
     def rules(self) -> Rules:

@@ -1,7 +1,11 @@
 """The WeChat callback: verify, decrypt, parse, dispatch, build the reply, encrypt. Nothing else."""
 from __future__ import annotations
 
+import binascii
 import logging
+import re
+import struct
+import time
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring as parse_xml_safely
@@ -13,6 +17,7 @@ from wechatpy.utils import check_signature
 
 from bot.dispatch import SUCCESS, answer_once
 from bot.services import BotState
+from rules import BotError
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +28,20 @@ def bot_state() -> BotState:
     return current_app.extensions["bot"]
 
 
-class BadMessage(Exception):
+class BadMessage(BotError):
     """The body is not a WeChat message we can read (reported as 400)."""
+
+
+# Fields the bot reads as plain values: markup inside one, or one given twice, is not a message
+# WeChat sends (menu events such as SendPicsInfo legitimately nest, and are left alone).
+SCALAR_FIELDS = frozenset({
+    "ToUserName", "FromUserName", "CreateTime", "MsgType", "MsgId", "MsgID", "Content", "Event", "EventKey",
+    "Status", "MediaId", "PicUrl", "Format", "Recognition", "ThumbMediaId", "Title", "Description", "Url",
+    "Location_X", "Location_Y", "Scale", "Label", "Ticket", "Latitude", "Longitude", "Precision", "Encrypt",
+})
+NONCE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# What a body that is not a WeChat AES envelope makes wechatpy's decryption raise.
+UNDECRYPTABLE = (binascii.Error, IndexError, struct.error, UnicodeDecodeError, ValueError, TypeError)
 
 
 @bp.get("/wechat")
@@ -36,6 +53,7 @@ def verify_server():
 
 @bp.post("/wechat")
 def receive_message():
+    arrived = time.monotonic()  # WeChat's 5 s run from here, whatever Redis does
     state = bot_state()
     limit = state.rules.webhook.max_body_bytes
     if (request.content_length or 0) > limit:
@@ -48,16 +66,18 @@ def receive_message():
     try:
         xml = _decrypt(state, body, timestamp, nonce) if encrypted else _checked_xml(body)
         message = parse_message(xml)
-    except (InvalidSignatureException, InvalidAppIdException):
-        log.warning("rejected message: bad msg_signature or AppID")
+        if not (message.source and message.target):
+            raise BadMessage("no FromUserName or ToUserName")
+    except InvalidSignatureException:
+        log.warning("rejected message: bad msg_signature")
         abort(403)
     except (BadMessage, DefusedXmlException, ValueError, KeyError, TypeError, AttributeError) as exc:
-        log.warning("rejected message: unreadable XML (%s)", type(exc).__name__)
+        log.warning("rejected message: unreadable XML (%s: %s)", type(exc).__name__, str(exc)[:120])
         return Response("bad request: body is not a readable WeChat XML message\n", 400, mimetype="text/plain")
     if message is None:
         return Response("bad request: empty body\n", 400, mimetype="text/plain")
 
-    reply_xml = answer_once(state, message)
+    reply_xml = answer_once(state, message, arrived)
     if reply_xml is None:
         return Response(SUCCESS, mimetype="text/plain")
     if encrypted:
@@ -91,6 +111,9 @@ def _check_signature(state: BotState) -> tuple[str, str]:
     except InvalidSignatureException:
         log.warning("rejected request: bad signature")
         abort(403)
+    if not NONCE.fullmatch(nonce):  # echoed into encrypted replies: digits and letters only, as WeChat sends
+        log.warning("rejected request: malformed nonce")
+        abort(403)
     # A replayed request is refused; WeChat's own retries reuse the first timestamp within seconds.
     if not timestamp.isdigit() or abs(state.clock() - int(timestamp)) > state.rules.webhook.timestamp_tolerance_seconds:
         log.warning("rejected request: timestamp %r outside the allowed window", timestamp[:20])
@@ -110,6 +133,13 @@ def _checked_xml(body: bytes) -> bytes:
         raise BadMessage(str(exc)) from exc
     if root.tag != "xml":
         raise BadMessage(f"root element is <{root.tag}>, not <xml>")
+    seen: set[str] = set()
+    for field in root:
+        if field.tag in seen and field.tag in SCALAR_FIELDS:
+            raise BadMessage(f"<{field.tag}> appears twice")
+        seen.add(field.tag)
+        if field.tag in SCALAR_FIELDS and len(field):
+            raise BadMessage(f"<{field.tag}> holds markup, not a value")
     return body
 
 
@@ -123,5 +153,10 @@ def _crypto(state: BotState) -> WeChatCrypto:
 def _decrypt(state: BotState, body: bytes, timestamp: str, nonce: str) -> bytes:
     envelope = _checked_xml(body)
     msg_signature = request.args.get("msg_signature", "")
-    plain = _crypto(state).decrypt_message(envelope, msg_signature, timestamp, nonce)
+    try:
+        plain = _crypto(state).decrypt_message(envelope, msg_signature, timestamp, nonce)
+    except UNDECRYPTABLE as exc:  # signed, but not ciphertext of a message (bad base64, padding, length)
+        raise BadMessage(f"the encrypted body does not decrypt ({type(exc).__name__})") from None
+    except InvalidAppIdException:  # signed, but the plaintext's length or AppID is not ours
+        raise BadMessage("the decrypted message is not for this AppID") from None
     return _checked_xml(plain.encode("utf-8") if isinstance(plain, str) else plain)

@@ -1,9 +1,10 @@
 """Help, fallbacks and leaving dialogs."""
 from __future__ import annotations
 
-from bot.context import Context
+from bot.context import Context, read_only
 
 
+@read_only
 def show_help(ctx: Context) -> str:
     return ctx.text("help")
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from bot.context import Context
+from bot.context import Context, read_only
 from bot.guards import member_required
 from storage import ledger
 from storage.points import points_overview
@@ -17,6 +17,7 @@ def format_money(amount: Decimal) -> str:
     return f"{amount:,.2f}"
 
 
+@read_only
 @member_required
 def points(ctx: Context) -> str:
     """Balance, tier name, the next points to expire, and the spend still needed for the next tier."""
@@ -40,6 +41,7 @@ def points(ctx: Context) -> str:
                     balance=format_points(member.points_balance), expiry=expiry, next_tier=next_tier)
 
 
+@read_only
 @member_required
 def history(ctx: Context) -> str:
     """The latest ledger entries: date, kind and signed amount."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import enum
+import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from rules.membership import BindingRules
 from storage import ledger
 from storage.models import Member, MemberChange, Staff, utcnow
 from storage.redis import Keys
+
+log = logging.getLogger(__name__)
 
 CSV_COLUMNS = ("card_no", "name", "phone", "birthday", "tier", "points", "manager")
 
@@ -106,21 +109,32 @@ def bind_member(session: Session, openid: str, card_no: str, phone: str) -> tupl
     return BindOutcome.BOUND, member
 
 
+# The bind lockout lives in Redis. Without Redis it is not enforced (logged): members can still
+# bind, and a wrong pair is still refused without saying which part was wrong.
+
+
 def bind_lockout_minutes(redis: redis_lib.Redis, keys: Keys, openid: str) -> int:
     """Minutes left of this openid's lockout from binding (0: not locked out)."""
-    ttl = redis.ttl(keys("bindlock", openid))
+    try:
+        ttl = redis.ttl(keys("bindlock", openid))
+    except redis_lib.RedisError:
+        log.warning("Redis unavailable: the bind lockout is not checked")
+        return 0
     return -(-ttl // 60) if ttl and ttl > 0 else 0
 
 
 def record_bind_failure(redis: redis_lib.Redis, keys: Keys, openid: str, binding: BindingRules) -> None:
     """Count a wrong card/phone pair; ``max_failures`` within the window lock the openid out for it."""
     counter = keys("bindfail", openid)
-    pipe = redis.pipeline()
-    pipe.incr(counter)
-    pipe.expire(counter, binding.lockout_seconds, nx=True)
-    failures, _ = pipe.execute()
-    if failures >= binding.max_failures:
-        redis.set(keys("bindlock", openid), 1, ex=binding.lockout_seconds)
+    try:
+        pipe = redis.pipeline()
+        pipe.incr(counter)
+        pipe.expire(counter, binding.lockout_seconds, nx=True)
+        failures, _ = pipe.execute()
+        if failures >= binding.max_failures:
+            redis.set(keys("bindlock", openid), 1, ex=binding.lockout_seconds)
+    except redis_lib.RedisError:
+        log.warning("Redis unavailable: a failed bind was not counted")
 
 
 def unbind_member(session: Session, openid: str) -> Member | None:

@@ -50,16 +50,20 @@ def delete_if_same(client: redis.Redis, key: str, value: str) -> bool:
     return bool(client.eval(DELETE_IF_SAME, 1, key, value))
 
 
-def connect(url: str | None) -> redis.Redis:
-    """A client for ``url``; without one, an in-process stand-in (one process only)."""
+def connect(url: str | None, *, reply_path: bool = False) -> redis.Redis:
+    """A client for ``url``; without one, an in-process stand-in (one process only).
+
+    ``reply_path``: for calls made while a member waits for an answer (WeChat gives up after
+    5 s): a quarter of a second per call and no retry, so a hung Redis costs little of the budget.
+    """
     if url:
         # Fail fast: a webhook has 5 s per message, and redis-py's default is 10 retries with backoff.
         return redis.Redis.from_url(
             url,
             decode_responses=True,
-            socket_connect_timeout=1,
-            socket_timeout=2,
-            retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), 1),
+            socket_connect_timeout=0.25 if reply_path else 1,
+            socket_timeout=0.25 if reply_path else 2,
+            retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), 0 if reply_path else 1),
             health_check_interval=30,
         )
     import fakeredis
