@@ -27,9 +27,9 @@ from bot.dev.wire import WeChatServer, text_xml  # noqa: E402
 # (module, function) pairs timed on every call; nested stages are included in their callers.
 STAGES = [
     ("bot.webhook", "receive_message"), ("bot.webhook", "_check_signature"), ("bot.webhook", "_checked_xml"),
-    ("bot.webhook", "parse_message"), ("bot.webhook", "answer_once"), ("bot.dispatch", "_answer_within_budget"),
-    ("bot.dispatch", "dispatch"), ("storage.members", "member_row"), ("handlers.points", "points_overview"),
-    ("bot.dispatch", "_render"),
+    ("bot.webhook", "_read_message"), ("bot.webhook", "answer_once"), ("bot.dispatch", "keyword_route"),
+    ("bot.dispatch", "dispatch"), ("bot.guards", "refusal"), ("storage.points", "member_with_points"),
+    ("handlers.points", "points"), ("bot.dispatch", "_render"),
 ]
 
 
@@ -49,7 +49,7 @@ def _timed(totals: collections.Counter, module, name: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--members", type=int, default=100_000)
+    parser.add_argument("--members", type=int, default=1_000)
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--aes", action="store_true")
     args = parser.parse_args()
@@ -62,6 +62,7 @@ def main() -> None:
         import importlib
 
         import floor_app
+        import plain_bot
         import wsgi
 
         totals: collections.Counter = collections.Counter()
@@ -75,10 +76,11 @@ def main() -> None:
         rng = random.Random(3)
         warm = args.requests // 10
         signed = [server.sign(text_xml(f"bench-openid-{rng.randrange(1, args.members + 1)}", "积分",
-                                       msg_id=base + n), aes=args.aes) for n in range(2 * (args.requests + warm))]
+                                       msg_id=base + n), aes=args.aes) for n in range(3 * (args.requests + warm))]
         per_request = {}
-        for label, app, batch in (("floor", floor_app.app, signed[:args.requests + warm]),
-                                  ("bot", wsgi.app, signed[args.requests + warm:])):
+        n = args.requests + warm
+        for label, app, batch in (("floor", floor_app.app, signed[:n]), ("plain", plain_bot.app, signed[n:2 * n]),
+                                  ("bot", wsgi.app, signed[2 * n:])):
             client = app.test_client()
             for message in batch[:warm]:
                 client.post("/wechat", query_string=message.params, data=message.body)

@@ -12,7 +12,7 @@ from storage import members
 
 if TYPE_CHECKING:
     import redis
-    from sqlalchemy.engine import Row
+    from sqlalchemy.engine import Connection, Row
     from wechatpy.messages import BaseMessage
 
     from bot.services import BotState
@@ -30,6 +30,9 @@ class Context:
     _member: Any = field(default=NOT_FETCHED, repr=False)
     _staff: Any = field(default=NOT_FETCHED, repr=False)
     _dialog: DialogState | None = field(default=None, repr=False)
+    _reads: Any = field(default=None, repr=False)
+    # How the member is loaded: a handler may name a statement that loads more with it (bot.guards.loads_member).
+    member_loader: Callable[["Connection", str, Rules, date], "Row | None"] | None = field(default=None, repr=False)
 
     @property
     def openid(self) -> str:
@@ -67,19 +70,33 @@ class Context:
         self._dialog = DialogState(self.redis, self.key("dialog", self.openid), self.rules.dialog.ttl_seconds, stored)
 
     @property
+    def reads(self) -> "Connection":
+        """One Core connection for this message's single-statement reads (closed by ``close``)."""
+        if self._reads is None:
+            self._reads = self.db.connect()
+        return self._reads
+
+    def close(self) -> None:
+        """Give back what this message borrowed (the dispatcher calls it when the handler is done)."""
+        if self._reads is not None:
+            self._reads.close()
+            self._reads = None
+
+    @property
     def member(self) -> "Row | None":
         """The member bound to this openid, loaded once as a read-only row (members' columns as attributes)."""
         if self._member is NOT_FETCHED:
-            with self.db.engine.connect() as connection:
-                self._member = members.member_row(connection, self.openid)
+            if self.member_loader is not None:
+                self._member = self.member_loader(self.reads, self.openid, self.rules, self.today)
+            else:
+                self._member = members.member_row(self.reads, self.openid)
         return self._member
 
     @property
     def staff(self) -> "Row | None":
         """The staff record bound to this openid, if the sender is staff."""
         if self._staff is NOT_FETCHED:
-            with self.db.engine.connect() as connection:
-                self._staff = members.staff_row(connection, self.openid)
+            self._staff = members.staff_row(self.reads, self.openid)
         return self._staff
 
     def text(self, message_name: str, /, **values: Any) -> str:

@@ -73,8 +73,10 @@ def answer_once(state: BotState, message: BaseMessage, arrived: float | None = N
         ctx.use_fetched_dialog(None)  # no dialog state is a valid state
         return _render(_answer_within_budget(state, ctx, deadline, fixed), message)
     if claim_key is None:
+        # Read-only handlers are fast (one or two indexed reads) and change nothing: they run here,
+        # without the hand-off to a budget thread; should one ever run late, WeChat's retry asks again.
         ctx.use_fetched_dialog(None)
-        return _render(_answer_within_budget(state, ctx, deadline, fixed), message)
+        return _render(dispatch(ctx, fixed), message)
     claimed, dialog = results[0], results[1]
     if not claimed:
         return _wait_for_first_answer(state, claim_key, deadline)
@@ -138,11 +140,14 @@ def dispatch(ctx: Context, fixed: Match | None = NOT_FETCHED) -> str | None:  # 
         if name is None:
             return None
         handler = HANDLERS[name]
+        ctx.member_loader = getattr(handler, "member_loader", None)
         refused = refusal(handler, ctx)
         return refused if refused is not None else handler(ctx)
     except Exception:
         log.exception("handler failed: openid=%s type=%s", ctx.openid, ctx.message.type)
         return ctx.text("busy")
+    finally:
+        ctx.close()
 
 
 def keyword_route(ctx: Context) -> Match | None:

@@ -24,6 +24,17 @@ def refusal(handler: "Handler", ctx: "Context") -> str | None:
     return None
 
 
+def loads_member(loader: Callable) -> Callable[["Handler"], "Handler"]:
+    """Load ``ctx.member`` with ``loader(connection, openid, rules, today)``: one statement that brings
+    what the handler needs with the member's row (e.g. the points overview for `积分`)."""
+
+    def decorate(handler: "Handler") -> "Handler":
+        handler.member_loader = loader  # type: ignore[attr-defined]
+        return handler
+
+    return decorate
+
+
 def member_required(handler: "Handler") -> "Handler":
     """For bound members only; others get the bind hint."""
     return _guarded(handler, lambda ctx: ctx.text("not_bound") if ctx.member is None else None)

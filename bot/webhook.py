@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import binascii
+import functools
 import logging
 import re
 import struct
@@ -9,9 +10,12 @@ import time
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring as parse_xml_safely
+from xml.etree import ElementTree
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 from wechatpy import parse_message
 from wechatpy.crypto import WeChatCrypto
+from wechatpy.events import EVENT_TYPES
+from wechatpy.messages import MESSAGE_TYPES, BaseMessage, UnknownMessage
 from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
 from wechatpy.utils import check_signature
 
@@ -64,8 +68,7 @@ def receive_message():
     timestamp, nonce = _check_signature(state)
     encrypted = request.args.get("encrypt_type", "raw").lower() == "aes"
     try:
-        xml = _decrypt(state, body, timestamp, nonce) if encrypted else _checked_xml(body)
-        message = parse_message(xml)
+        message = _read_message(*(_decrypt(state, body, timestamp, nonce) if encrypted else _checked_xml(body)))
         if not (message.source and message.target):
             raise BadMessage("no FromUserName or ToUserName")
     except InvalidSignatureException:
@@ -115,13 +118,13 @@ def _check_signature(state: BotState) -> tuple[str, str]:
         log.warning("rejected request: malformed nonce")
         abort(403)
     # A replayed request is refused; WeChat's own retries reuse the first timestamp within seconds.
-    if not timestamp.isdigit() or abs(state.clock() - int(timestamp)) > state.rules.webhook.timestamp_tolerance_seconds:
+    if not (timestamp.isascii() and timestamp.isdigit()) or abs(state.clock() - int(timestamp)) > state.rules.webhook.timestamp_tolerance_seconds:
         log.warning("rejected request: timestamp %r outside the allowed window", timestamp[:20])
         abort(403)
     return timestamp, nonce
 
 
-def _checked_xml(body: bytes) -> bytes:
+def _checked_xml(body: bytes) -> tuple[ElementTree.Element, bytes]:
     """Refuse DTDs, entities and malformed XML before any other parser sees the body."""
     if not body.strip():
         raise BadMessage("empty body")
@@ -140,21 +143,47 @@ def _checked_xml(body: bytes) -> bytes:
         seen.add(field.tag)
         if field.tag in SCALAR_FIELDS and len(field):
             raise BadMessage(f"<{field.tag}> holds markup, not a value")
-    return body
+    return root, body
+
+
+def _read_message(root: ElementTree.Element, body: bytes) -> BaseMessage:
+    """The typed wechatpy message, from the tree already parsed (wechatpy's parse_message parses again)."""
+    if any(len(field) for field in root):
+        return parse_message(body)  # menu events with nested lists (SendPicsInfo…): wechatpy's own parser
+    # As xmltodict gives them to wechatpy: text stripped, empty as None.
+    fields = {field.tag: (field.text or "").strip() or None for field in root}
+    message_type = (fields.get("MsgType") or "").lower()
+    if message_type != "event":
+        return MESSAGE_TYPES.get(message_type, UnknownMessage)(fields)
+    event = (fields.get("Event") or "").lower()
+    key = fields.get("EventKey") or ""
+    if event == "subscribe" and key.startswith("qrscene_"):  # followed by scanning a QR code with a scene
+        event, fields["Event"], fields["EventKey"] = "subscribe_scan", "subscribe_scan", key[len("qrscene_"):]
+    elif event == "subscribe" and key.startswith(("scanbarcode|", "scanimage|")):
+        event = fields["Event"] = "subscribe_scan_product"
+    return EVENT_TYPES.get(event, UnknownMessage)(fields)
 
 
 def _crypto(state: BotState) -> WeChatCrypto:
     settings = state.settings
     if not settings.wechat_aes_key:
         raise BadMessage("an encrypted message arrived but WECHAT_AES_KEY is not set")
-    return WeChatCrypto(settings.wechat_token, settings.wechat_aes_key, settings.wechat_appid)
+    return _cipher(settings.wechat_token, settings.wechat_aes_key, settings.wechat_appid)
 
 
-def _decrypt(state: BotState, body: bytes, timestamp: str, nonce: str) -> bytes:
-    envelope = _checked_xml(body)
+@functools.lru_cache(maxsize=4)
+def _cipher(token: str, aes_key: str, appid: str) -> WeChatCrypto:
+    return WeChatCrypto(token, aes_key, appid)
+
+
+def _decrypt(state: BotState, body: bytes, timestamp: str, nonce: str) -> tuple[ElementTree.Element, bytes]:
+    envelope, _ = _checked_xml(body)
+    encrypt = envelope.find("Encrypt")
+    if encrypt is None:
+        raise BadMessage("an encrypted message without <Encrypt>")
     msg_signature = request.args.get("msg_signature", "")
     try:
-        plain = _crypto(state).decrypt_message(envelope, msg_signature, timestamp, nonce)
+        plain = _crypto(state).decrypt_message({"Encrypt": (encrypt.text or "").strip()}, msg_signature, timestamp, nonce)
     except UNDECRYPTABLE as exc:  # signed, but not ciphertext of a message (bad base64, padding, length)
         raise BadMessage(f"the encrypted body does not decrypt ({type(exc).__name__})") from None
     except InvalidAppIdException:  # signed, but the plaintext's length or AppID is not ours

@@ -4,9 +4,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 from bot.context import Context, read_only
-from bot.guards import member_required
+from bot.guards import loads_member, member_required
 from storage import ledger
-from storage.points import points_overview
+from storage.points import PointsOverview, member_with_points
 
 
 def format_points(points: int) -> str:
@@ -19,13 +19,12 @@ def format_money(amount: Decimal) -> str:
 
 @read_only
 @member_required
+@loads_member(member_with_points)
 def points(ctx: Context) -> str:
     """Balance, tier name, the next points to expire, and the spend still needed for the next tier."""
     member, rules = ctx.member, ctx.rules
     tier = rules.tier(member.tier)
-    # A Core connection, not an ORM session: one read-only statement, asked on every `积分`.
-    with ctx.db.engine.connect() as connection:
-        overview = points_overview(connection, member.id, rules, ctx.today)
+    overview = PointsOverview.of(member)  # loaded with the member: one statement for the whole answer
     expiring, spend = overview.next_expiry, overview.window_spend
     if expiring:
         expiry = ctx.text("points_expiring", points=format_points(expiring[0]), date=expiring[1].isoformat())
