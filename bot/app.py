@@ -7,7 +7,8 @@ import threading
 from typing import Callable
 
 import redis as redis_lib
-from flask import Flask
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
 
 from bot import api, cli, webhook
 from bot.router import check_handlers
@@ -51,6 +52,7 @@ def create_app(
     app.extensions["bot"] = state
     app.register_blueprint(webhook.bp)
     app.register_blueprint(api.bp)
+    _short_error_pages(app)
     cli.init_app(app)
     if settings.embedded:
         from scheduler.runner import start_embedded
@@ -58,6 +60,24 @@ def create_app(
         app.extensions.setdefault("bot.on_serve", []).append(start_embedded)
     _reload_rules_on_sighup(holder)
     return app
+
+
+def _short_error_pages(app: Flask) -> None:
+    """Errors answer JSON under /api/ and a short text elsewhere: never Flask's HTML pages, never a traceback."""
+
+    def answer(status: int, text: str):
+        if request.path.startswith("/api/"):
+            return jsonify(error=text), status
+        return Response(f"{text}\n", status, mimetype="text/plain")
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        return answer(exc.code or 500, (exc.name or "error").lower())
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return answer(500, "internal error")
 
 
 def _reload_rules_on_sighup(holder: RulesHolder) -> None:

@@ -153,6 +153,8 @@ def _read_message(root: ElementTree.Element, body: bytes) -> BaseMessage:
     # As xmltodict gives them to wechatpy: text stripped, empty as None.
     fields = {field.tag: (field.text or "").strip() or None for field in root}
     message_type = (fields.get("MsgType") or "").lower()
+    if not message_type:
+        raise BadMessage("no MsgType")
     if message_type != "event":
         return MESSAGE_TYPES.get(message_type, UnknownMessage)(fields)
     event = (fields.get("Event") or "").lower()
