@@ -17,6 +17,7 @@ HANDLERS: dict[str, Handler] = {
     # points
     "points": points.points,
     "history": points.history,
+    "benefits": points.benefits,
     # marketing pushes
     "unsubscribe": marketing.unsubscribe,
     "subscribe": marketing.subscribe,

@@ -12,8 +12,9 @@ from storage.members import BindOutcome
 def welcome(ctx: Context) -> str:
     with ctx.db.write() as session:
         member = members.set_following(session, ctx.openid, True)
-    if member is not None:
-        return ctx.text("bind_already", card_no=member.card_no)
+        if member is not None:  # followed again while still bound: no bind hint, a welcome back
+            return ctx.text("welcome_back", name=member.name, card_no=member.card_no,
+                            tier_name=ctx.rules.tier(member.tier).name)
     return ctx.text("welcome")
 
 

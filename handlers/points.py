@@ -54,7 +54,33 @@ def history(ctx: Context) -> str:
         lines.append(ctx.text(
             "history_line",
             date=rules.today(entry.occurred_at).isoformat(),
-            kind=getattr(rules.points.kind_names, entry.kind),
+            kind=getattr(rules.points.kind_names, ledger.display_kind(entry)),
             amount=f"{entry.amount:+,}",
         ))
     return "\n".join(lines)
+
+
+@read_only
+@member_required
+@loads_member(member_with_points)
+def benefits(ctx: Context) -> str:
+    """The member's tier and what it brings, the spend that keeps it and the spend that reaches the next."""
+    member, rules = ctx.member, ctx.rules
+    tier = rules.tier(member.tier)
+    spend = PointsOverview.of(member).window_spend
+    keep_needed = max(tier.min_spend - spend, Decimal(0))
+    values = {"tier_name": tier.name, "spend": format_money(spend), "min_spend": format_money(tier.min_spend),
+              "needed": format_money(keep_needed)}
+    if tier.min_spend == 0:
+        keep = ctx.text("benefits_keep_base", **values)
+    else:
+        keep = ctx.text("benefits_keep_short" if keep_needed else "benefits_keep_met", **values)
+    gap = rules.tier_gap(member.tier, spend)
+    if gap.next_tier is None:
+        next_tier = ctx.text("points_top_tier")
+    else:
+        next_tier = ctx.text("points_next_tier", spend=format_money(spend), needed=format_money(gap.needed),
+                             next_tier_name=gap.next_tier.name)
+    lines = "\n".join(ctx.text("benefits_line", benefit=benefit) for benefit in tier.benefits)
+    return ctx.text("benefits_summary", name=member.name, tier_name=tier.name, card_no=member.card_no,
+                    benefits=lines, keep=keep, next_tier=next_tier)

@@ -22,3 +22,4 @@ class MembershipMessages(MessageTexts):
     bind_card_taken: str
     unbind_success: str
     not_bound: str
+    welcome_back: str

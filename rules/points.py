@@ -16,6 +16,7 @@ class Tier(Frozen):
     min_spend: Decimal = Field(ge=0)  # CNY over the evaluation window
     points_rate: Decimal = Field(ge=0)  # points per CNY, rounded down
     points_valid_days: int = Field(gt=0)  # an earn lot expires this many days after it is earned
+    benefits: list[str] = Field(default_factory=list)  # the care this tier gets, as `会员权益` lists it
 
     def lot_expiry(self, earned_on: date) -> date:
         """The day an earn lot earned on ``earned_on`` (local date) expires."""
@@ -52,6 +53,7 @@ class LedgerKindNames(Frozen):
     expire: str
     adjust: str
     reverse: str
+    opening: str  # an earn lot that is an import's opening balance
 
 
 class PointsRules(Frozen):
@@ -74,3 +76,8 @@ class PointsMessages(MessageTexts):
     history_header: str
     history_line: str
     history_empty: str
+    benefits_summary: str
+    benefits_line: str
+    benefits_keep_met: str
+    benefits_keep_short: str
+    benefits_keep_base: str

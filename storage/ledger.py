@@ -32,6 +32,16 @@ def open_lots(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
     return and_(LedgerEntry.kind == "earn", LedgerEntry.remaining > 0, *conditions)
 
 
+OPENING_KEY = "opening:"  # idempotency key prefix of an import's opening balance (one lot per card)
+
+
+def display_kind(entry: LedgerEntry) -> str:
+    """How a member's history names the entry: its kind, or ``opening`` for an import's opening balance."""
+    if entry.kind == "earn" and (entry.idempotency_key or "").startswith(OPENING_KEY):
+        return "opening"
+    return entry.kind
+
+
 def find_entry(session: Session, idempotency_key: str) -> LedgerEntry | None:
     return session.scalar(select(LedgerEntry).where(LedgerEntry.idempotency_key == idempotency_key))
 

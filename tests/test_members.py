@@ -208,3 +208,11 @@ def test_help_and_unknown_text(wechat):
     assert "可用指令" in wechat.text("o-help", "  HELP ")
     assert "可用指令" in wechat.event("o-help", "CLICK", "MENU_HELP")
     assert wechat.text("o-help", "今天天气怎么样") == "抱歉，没有听懂“今天天气怎么样”。发送“帮助”查看可用指令。"
+
+
+def test_following_again_while_bound_is_a_welcome_back(wechat, card):
+    wechat.text("o-again", f"绑定 {card} 13800000011")
+    wechat.event("o-again", "unsubscribe")
+    reply = wechat.event("o-again", "subscribe")
+    assert reply.startswith(f"陈静，欢迎回来！您的会员卡 {card}（铂金卡）")
+    assert "绑定 卡号 手机号" not in reply

@@ -73,3 +73,38 @@ def test_top_tier_and_empty_history(wechat, state):
 def test_points_before_binding_gets_the_bind_hint(wechat):
     assert wechat.text("o-stranger", "积分") == "请先绑定会员卡：发送“绑定 卡号 手机号”。"
     assert wechat.text("o-stranger", "积分明细") == "请先绑定会员卡：发送“绑定 卡号 手机号”。"
+
+
+def test_benefits_say_the_tier_what_it_brings_and_the_spend_to_keep_and_reach(wechat, member):
+    reply = wechat.text("o-points", "会员权益")
+    assert reply.splitlines() == [
+        f"陈静，您是铂金卡会员（{member.card_no}）。",
+        "您的专享礼遇：",
+        "· 消费积分（每消费 1 元积 1 分）",
+        "· 生日与节日祝福",
+        "· 每月会员通讯",
+        "· 积分到期提醒",
+        "· 每月 VIP 专享商品",
+        "近两年累计消费 12,445.60 元，已达到铂金卡的保级标准（5,000.00 元）。",
+        "近两年累计消费 12,445.60 元，再消费 7,554.40 元即可升级为钻石卡。",
+    ]
+    assert wechat.text("o-points", "会员等级") == reply
+
+
+def test_benefits_of_a_member_short_of_keeping_the_tier(wechat, state):
+    with state.db.write() as session:
+        make_member(session, tier="B", openid="o-short", name="赵雅琴")
+    reply = wechat.text("o-short", "benefits")
+    assert "近两年累计消费 0.00 元，再消费 20,000.00 元即可保持钻石卡（保级标准 20,000.00 元）。" in reply
+    assert "· 生日礼物到店领取" in reply and "升级为尊荣钻石卡" in reply
+    assert "请先绑定会员卡" in wechat.text("o-nobody", "会员权益")
+
+
+def test_an_imported_opening_balance_is_named_as_such(wechat, state, clock):
+    from storage.members import import_members
+
+    csv = ["card_no,name,phone,birthday,tier,points,manager\n", "K0000001,钱多多,13600000001,,C,5000,\n"]
+    with state.db.write() as session:
+        import_members(session, csv, state.rules, state.today())
+    wechat.text("o-opening", "绑定 K0000001 13600000001")
+    assert wechat.text("o-opening", "积分明细").splitlines()[1:] == [f"{state.today()} 期初积分 +5,000"]

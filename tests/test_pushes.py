@@ -515,3 +515,36 @@ def test_a_slow_sender_keeps_its_claims_and_a_dead_one_loses_them(state, db):
     dead = DrainStats()
     recover_stale_claims(state, dead)  # its heartbeat stopped: it died
     assert (alive.recovered, dead.recovered) == (0, 1)
+
+
+# --------------------------------------------------------------------------- holidays
+
+
+def test_holiday_greetings_by_tier_skip_lapsed_and_opted_out(state, db, fake_wechat):
+    with db.write() as session:
+        d = bound(session, 1, tier="D")
+        a = bound(session, 2, tier="A")
+        bound(session, 3, tier="C", segment="lapsed")
+        bound(session, 4, tier="C", opted_out=True)
+    _, planned, stats = jobs.run_job(state, "holidays", date(2027, 2, 6))  # 春节 2027
+    texts = {m["touser"]: m["data"]["first"]["value"] for m in fake_wechat.sent()}
+    assert texts[d.openid].endswith("春节快乐！感谢您一直以来的陪伴，祝您和家人幸福安康。")
+    assert "尊荣钻石卡会员的节日心意已为您备好" in texts[a.openid]
+    assert set(texts) == {d.openid, a.openid} and (planned, stats.sent) == (4, 2)
+    with db.read() as session:
+        reasons = set(session.scalars(select(OutboxMessage.reason).where(OutboxMessage.status == "skipped")))
+    assert reasons == {"lapsed", "opted out"}
+    jobs.run_job(state, "holidays", date(2027, 2, 6))  # once per holiday, whatever reruns
+    assert len(fake_wechat.sent()) == 2
+    _, planned, _ = jobs.run_job(state, "holidays", date(2027, 2, 7))
+    assert planned == 0 and len(fake_wechat.sent()) == 2
+
+
+def test_a_day_given_to_two_holidays_is_refused(rules_with):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="2027-02-06 is given to both"):
+        rules_with(jobs={**rules_with().jobs.model_dump(mode="json"), "holidays": {
+            "at": "09:30", "messages": {"D": "holiday_greeting"},
+            "holidays": [{"id": "a", "name": "甲", "dates": ["2027-02-06"]},
+                         {"id": "b", "name": "乙", "dates": ["2027-02-06"]}]}})

@@ -8,6 +8,7 @@ from __future__ import annotations
 from rules.base import Frozen
 from rules.jobs.base import JobSection
 from rules.jobs.birthday import BirthdayJob
+from rules.jobs.holidays import HolidaysJob
 from rules.jobs.monthly_bulletin import BulletinJob
 from rules.jobs.points_reset import PointsResetJob
 from rules.jobs.tier_recalc import TierRecalcJob
@@ -15,6 +16,7 @@ from rules.jobs.tier_recalc import TierRecalcJob
 
 class Jobs(Frozen):
     birthday: BirthdayJob
+    holidays: HolidaysJob
     monthly_bulletin: BulletinJob
     points_reset: PointsResetJob
     tier_recalc: TierRecalcJob
@@ -27,4 +29,4 @@ class Jobs(Frozen):
         return {name: getattr(self, name) for name in type(self).model_fields}
 
 
-__all__ = ["BirthdayJob", "BulletinJob", "JobSection", "Jobs", "PointsResetJob", "TierRecalcJob"]
+__all__ = ["BirthdayJob", "BulletinJob", "HolidaysJob", "JobSection", "Jobs", "PointsResetJob", "TierRecalcJob"]
