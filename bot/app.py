@@ -54,6 +54,8 @@ def create_app(
     app.register_blueprint(api.bp)
     _short_error_pages(app)
     cli.init_app(app)
+    if not settings.api_key:
+        log.warning("API_KEY is not set: the store API (/api/*) refuses every call")
     if settings.embedded:
         from scheduler.runner import start_embedded
 
@@ -65,14 +67,20 @@ def create_app(
 def _short_error_pages(app: Flask) -> None:
     """Errors answer JSON under /api/ and a short text elsewhere: never Flask's HTML pages, never a traceback."""
 
-    def answer(status: int, text: str):
-        if request.path.startswith("/api/"):
-            return jsonify(error=text), status
-        return Response(f"{text}\n", status, mimetype="text/plain")
+    def answer(status: int, text: str, headers: list[tuple[str, str]] = ()):
+        if request.path == "/api" or request.path.startswith("/api/"):
+            response = jsonify(error=text)
+            response.status_code = status
+        else:
+            response = Response(f"{text}\n", status, mimetype="text/plain")
+        for name, value in headers:  # e.g. a 405's Allow; the body's own type stays
+            if name.lower() not in ("content-type", "content-length"):
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
-        return answer(exc.code or 500, (exc.name or "error").lower())
+        return answer(exc.code or 500, (exc.name or "error").lower(), exc.get_headers())
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

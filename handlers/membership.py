@@ -43,9 +43,14 @@ def _try_bind(ctx: Context, answers: dict[str, Any]) -> str:
             return ctx.text("bind_already", card_no=member.card_no)
     if outcome is BindOutcome.CARD_TAKEN:
         return ctx.text("bind_card_taken")
-    members.record_bind_failure(ctx.redis, ctx.state.keys, ctx.openid, ctx.rules.binding)
+    tries_left = members.record_bind_failure(ctx.redis, ctx.state.keys, ctx.openid, ctx.rules.binding,
+                                             answers["card_no"])
     # Never say which of card or phone was wrong: that would help someone guessing.
-    return ctx.text("bind_failed")
+    if tries_left == 0:
+        return ctx.text("bind_locked", minutes=members.bind_lockout_minutes(ctx.redis, ctx.state.keys, ctx.openid))
+    if tries_left is None:
+        return ctx.text("bind_failed")
+    return ctx.text("bind_failed_tries_left", tries_left=tries_left)
 
 
 BIND = Flow("bind", (Ask("card_no", "bind_prompt_card", _card_and_maybe_phone),

@@ -17,6 +17,7 @@ class MembershipMessages(MessageTexts):
     bind_usage: str
     bind_success: str
     bind_failed: str
+    bind_failed_tries_left: str
     bind_locked: str
     bind_already: str
     bind_card_taken: str

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 import redis as redis_lib
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.orm import Session
@@ -106,6 +106,7 @@ def bind_member(session: Session, openid: str, card_no: str, phone: str) -> tupl
         return BindOutcome.CARD_TAKEN, None
     session.refresh(member)
     record_change(session, member.id, "bind", f"openid:{openid}")
+    log.info("bind: %s bound to card %s", mask_openid(openid), member.card_no)
     return BindOutcome.BOUND, member
 
 
@@ -123,18 +124,49 @@ def bind_lockout_minutes(redis: redis_lib.Redis, keys: Keys, openid: str) -> int
     return -(-ttl // 60) if ttl and ttl > 0 else 0
 
 
-def record_bind_failure(redis: redis_lib.Redis, keys: Keys, openid: str, binding: BindingRules) -> None:
-    """Count a wrong card/phone pair; ``max_failures`` within the window lock the openid out for it."""
+def mask_openid(openid: str) -> str:
+    """An openid as logs show it: enough to tell two apart, not enough to address a message."""
+    return f"{openid[:4]}…{openid[-4:]}" if len(openid) > 10 else "…"
+
+
+def record_bind_failure(redis: redis_lib.Redis, keys: Keys, openid: str, binding: BindingRules,
+                        card_no: str = "") -> int | None:
+    """Count a wrong card/phone pair; ``max_failures`` within the window lock the openid out for it.
+
+    Returns the tries left before the lockout (0: locked out now), or None when Redis cannot count.
+    """
     counter = keys("bindfail", openid)
     try:
         pipe = redis.pipeline()
         pipe.incr(counter)
         pipe.expire(counter, binding.lockout_seconds, nx=True)
-        failures, _ = pipe.execute()
+        if card_no:  # an operator asked by the member may unlock by the card they tried
+            tried = keys("bindtried", card_no.strip().upper()[:32])
+            pipe.sadd(tried, openid)
+            pipe.expire(tried, binding.lockout_seconds)
+        failures = pipe.execute()[0]
         if failures >= binding.max_failures:
             redis.set(keys("bindlock", openid), 1, ex=binding.lockout_seconds)
+            log.warning("bind lockout: %s after %d wrong card/phone pairs", mask_openid(openid), failures)
     except redis_lib.RedisError:
         log.warning("Redis unavailable: a failed bind was not counted")
+        return None
+    log.info("bind refused: %s, wrong card/phone pair %d of %d", mask_openid(openid), failures, binding.max_failures)
+    return max(binding.max_failures - failures, 0)
+
+
+def unlock_binding(redis: redis_lib.Redis, keys: Keys, card_or_openid: str) -> list[str]:
+    """Lift the bind lockout of an openid, or of every openid that failed to bind this card; returns them."""
+    tried = keys("bindtried", card_or_openid.strip().upper())
+    openids = sorted(redis.smembers(tried)) or [card_or_openid.strip()]
+    pipe = redis.pipeline()
+    for openid in openids:
+        pipe.delete(keys("bindlock", openid), keys("bindfail", openid))
+    pipe.delete(tried)
+    lifted = [openid for openid, removed in zip(openids, pipe.execute()) if removed]
+    for openid in lifted:
+        log.info("bind lockout lifted by an operator: %s", mask_openid(openid))
+    return lifted
 
 
 def unbind_member(session: Session, openid: str) -> Member | None:
@@ -145,6 +177,7 @@ def unbind_member(session: Session, openid: str) -> Member | None:
     member.openid = None
     member.bound_at = None
     record_change(session, member.id, "unbind", f"openid:{openid}")
+    log.info("unbind: %s from card %s", mask_openid(openid), member.card_no)
     return member
 
 
@@ -299,6 +332,14 @@ def add_staff(session: Session, staff_id: str, name: str, openid: str | None = N
             staff.openid = openid
     session.flush()
     return staff
+
+
+def list_staff(session: Session) -> list[tuple[Staff, int]]:
+    """Every staff member with the number of members they manage, by id."""
+    managed = (select(Member.manager_id, func.count().label("n")).group_by(Member.manager_id).subquery())
+    rows = session.execute(select(Staff, func.coalesce(managed.c.n, 0))
+                           .outerjoin(managed, managed.c.manager_id == Staff.id).order_by(Staff.id))
+    return [(staff, int(n)) for staff, n in rows]
 
 
 def set_opted_out(session: Session, member_id: int, opted_out: bool, actor: str) -> bool:

@@ -20,6 +20,7 @@ KINDS: dict[str, str] = {
     "seen": "a member wrote recently (customer-service window); pushes.customer_service_window_hours",
     "bindfail": "failed bind attempts of an openid; binding.lockout_seconds from the first failure",
     "bindlock": "an openid locked out of binding; binding.lockout_seconds",
+    "bindtried": "openids that failed to bind a card (so an operator can unlock by card); binding.lockout_seconds",
     "scheduler": "the active scheduler's lease; pushes.lease_seconds",
     "fired": "a job ran for a day; 3 days",
     "running": "a job is running for a day, by which scheduler; 1 hour",

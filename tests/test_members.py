@@ -153,17 +153,37 @@ def test_follow_bind_and_unbind_through_wechat(wechat, card):
 
 
 def test_wrong_pair_does_not_say_which_part(wechat, card):
-    wrong_phone = wechat.text("o-guess", f"绑定 {card} 13800000000")
-    wrong_card = wechat.text("o-guess", "绑定 Z9999999 13800000011")
-    assert wrong_phone == wrong_card == "卡号或手机号不正确，请核对后重试。"
+    wrong_phone = wechat.text("o-guess-1", f"绑定 {card} 13800000000")
+    wrong_card = wechat.text("o-guess-2", "绑定 Z9999999 13800000011")
+    assert wrong_phone == wrong_card == "卡号或手机号不正确，请核对后重试（还可尝试 4 次）。"
 
 
 def test_five_failures_lock_the_openid_out_for_the_hour(wechat, card, redis_client):
-    for _ in range(5):
-        assert "不正确" in wechat.text("o-brute", f"绑定 {card} 10000000000")
+    for left in (4, 3, 2, 1):  # the member is told how many tries are left before the lockout
+        assert f"不正确，请核对后重试（还可尝试 {left} 次）" in wechat.text("o-brute", f"绑定 {card} 10000000000")
+    assert "尝试次数过多" in wechat.text("o-brute", f"绑定 {card} 10000000000")  # the fifth locks
     locked = wechat.text("o-brute", f"绑定 {card} 13800000011")  # even the right pair
     assert "尝试次数过多" in locked and "60 分钟" in locked
     assert "绑定成功" in wechat.text("o-other", f"绑定 {card} 13800000011")  # others are not locked
+
+
+def test_an_operator_unlocks_by_card_or_openid(app, wechat, card, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="storage.members")
+    for _ in range(5):
+        wechat.text("o-locked-account-1", f"绑定 {card} 10000000000")
+        wechat.text("o-locked-account-2", "绑定 Z0000009 10000000000")
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["members", "unlock", card])
+    assert result.exit_code == 0 and "1 lockout lifted" in result.output
+    assert "绑定成功" in wechat.text("o-locked-account-1", f"绑定 {card} 13800000011")
+    assert "尝试次数过多" in wechat.text("o-locked-account-2", f"绑定 {card} 13800000011")
+    assert "1 lockout lifted" in runner.invoke(args=["members", "unlock", "o-locked-account-2"]).output
+    assert "no lockout" in runner.invoke(args=["members", "unlock", "o-locked-account-2"]).output
+    logged = caplog.text
+    assert "bind lockout: o-lo…nt-1 after 5" in logged and "bound to card" in logged
+    assert "o-locked-account-1" not in logged  # openids are masked
 
 
 def test_bind_as_a_dialog(wechat, card):
@@ -216,3 +236,16 @@ def test_following_again_while_bound_is_a_welcome_back(wechat, card):
     reply = wechat.event("o-again", "subscribe")
     assert reply.startswith(f"陈静，欢迎回来！您的会员卡 {card}（铂金卡）")
     assert "绑定 卡号 手机号" not in reply
+
+
+def test_staff_list(app, state):
+    from storage.members import add_staff
+
+    with state.db.write() as session:
+        add_staff(session, "M1", "王经理", openid="o-manager-0001")
+        add_staff(session, "S1", "客服小李", role="service")
+        make_member(session, manager_id="M1")
+        make_member(session, manager_id="M1")
+    out = app.test_cli_runner().invoke(args=["staff", "list"]).output.splitlines()
+    assert out[0].split()[:4] == ["M1", "王经理", "manager", "2"] and "o-ma…0001" in out[0]
+    assert out[1].split()[:4] == ["S1", "客服小李", "service", "0"] and "alerts cannot reach them" in out[1]

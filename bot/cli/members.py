@@ -9,7 +9,7 @@ from flask.cli import AppGroup
 
 from bot.cli.common import DATE_OPTION, day_of, fail, state
 from storage.csvfile import open_csv
-from storage.members import import_members
+from storage.members import import_members, unlock_binding
 from storage.tiers import explain_member
 
 group = AppGroup("members", help="Members: import from the stores, inspect.")
@@ -55,3 +55,16 @@ def members_show(card_no: str, on: datetime | None) -> None:
     followers = "following" if member.subscribed else "unfollowed"
     click.echo(f"wechat:   {'bound' if member.openid else 'not bound'}, {followers}"
                f"{', opted out of marketing' if member.opted_out else ''}")
+
+
+@group.command("unlock")
+@click.argument("card_or_openid")
+def members_unlock(card_or_openid: str) -> None:
+    """Lift a bind lockout: of every WeChat account that failed to bind this card, or of one openid."""
+    bot = state()
+    lifted = unlock_binding(bot.redis, bot.keys, card_or_openid)
+    if not lifted:
+        click.echo(f"no lockout for {card_or_openid}")
+        return
+    click.echo(f"{len(lifted)} lockout lifted for {card_or_openid}" if len(lifted) == 1
+               else f"{len(lifted)} lockouts lifted for {card_or_openid}")

@@ -5,7 +5,7 @@ import click
 from flask.cli import AppGroup
 
 from bot.cli.common import state
-from storage.members import add_staff
+from storage.members import add_staff, list_staff, mask_openid
 
 group = AppGroup("staff", help="Account managers and service staff.")
 
@@ -20,3 +20,15 @@ def staff_add(staff_id: str, name: str, openid: str | None, role: str) -> None:
     with state().db.write() as session:
         add_staff(session, staff_id, name, openid=openid, role=role)
     click.echo(f"staff {staff_id} saved")
+
+
+@group.command("list")
+def staff_list() -> None:
+    """Every staff member: id, name, role, whether alerts can reach them, and the members they manage."""
+    with state().db.read() as session:
+        rows = list_staff(session)
+    if not rows:
+        click.echo("no staff yet: flask --app wsgi staff add ID NAME [--role manager|service|admin] [--openid …]")
+    for staff, managed in rows:
+        reach = f"WeChat {mask_openid(staff.openid)}" if staff.openid else "no openid: alerts cannot reach them"
+        click.echo(f"{staff.id:8} {staff.name:8} {staff.role:8} {managed:4} members  {reach}")
