@@ -17,7 +17,9 @@ from storage.purchases import PurchaseIn, record_purchase
 log = logging.getLogger(__name__)
 
 DEMO_MEMBERS = ROOT / "demo" / "members.csv"
-DEMO_STAFF = (("M001", "王经理"), ("M002", "李经理"))
+# Demo staff have openids, so that their alerts (e.g. a key account's birthday) show in the API stand-in.
+DEMO_STAFF = (("M001", "王经理", "manager", "demo-staff-M001"), ("M002", "李经理", "manager", "demo-staff-M002"),
+              ("S001", "客服小周", "service", "demo-staff-S001"))
 # (card, days ago, amount CNY): purchases that put each demo member in their tier.
 DEMO_PURCHASES = (
     ("D0000001", 200, "1280.00"), ("D0000001", 35, "699.00"),
@@ -35,8 +37,8 @@ def seed_demo_data(bot: BotState) -> None:
             return
     now = bot.now()
     with bot.db.write() as session:
-        for staff_id, name in DEMO_STAFF:
-            add_staff(session, staff_id, name)
+        for staff_id, name, role, openid in DEMO_STAFF:
+            add_staff(session, staff_id, name, openid=openid, role=role)
     with open_csv(DEMO_MEMBERS) as lines, bot.db.write() as session:
         report = import_members(session, lines, bot.rules, bot.today(), actor="demo")
     for line, reason in report.errors:
