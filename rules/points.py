@@ -43,6 +43,7 @@ class SegmentRules(Frozen):
     trending_from_days: int = Field(ge=0)  # one visit between these ages = trending to churn
     trending_to_days: int = Field(gt=0)
     churned_after_days: int = Field(gt=0)
+    downgrade_warning_days: int = Field(default=30, ge=1)  # members are told this long before a downgrade
 
 
 class LedgerKindNames(Frozen):

@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
+from decimal import Decimal, InvalidOperation
 
 import redis as redis_lib
 from sqlalchemy import bindparam, func, select, update
@@ -23,7 +24,7 @@ from storage.redis import Keys
 
 log = logging.getLogger(__name__)
 
-CSV_COLUMNS = ("card_no", "name", "phone", "birthday", "tier", "points", "manager")
+CSV_COLUMNS = ("card_no", "name", "phone", "birthday", "tier", "points", "manager", "spend", "spend_since")
 
 
 def normalise_phone(phone: str) -> str:
@@ -202,6 +203,8 @@ class MemberRow:
     tier: str
     points: int
     manager: str | None
+    spend: Decimal | None = None  # spend already made at the stores, counted by tier evaluation
+    spend_since: date | None = None  # the first day of that spend (default: the import's day)
 
 
 @dataclass
@@ -251,7 +254,24 @@ def parse_member_row(raw: dict[str, str | None], rules: Rules) -> MemberRow:
         if not re.fullmatch(r"\d+", values["points"]):
             raise RowError(f"points {values['points']!r} must be a whole number ≥ 0")
         points = int(values["points"])
-    return MemberRow(card_no, values["name"], phone, birthday, values["tier"], points, values["manager"] or None)
+    spend = None
+    if values["spend"]:
+        try:
+            spend = Decimal(values["spend"])
+        except InvalidOperation:
+            raise RowError(f"spend {values['spend']!r} is not an amount") from None
+        if not spend.is_finite() or spend < 0 or spend != spend.quantize(Decimal("0.01")) or spend >= 10**10:
+            raise RowError(f"spend {values['spend']!r} must be an amount ≥ 0 with at most 2 decimals")
+    spend_since = None
+    if values["spend_since"]:
+        try:
+            spend_since = date.fromisoformat(values["spend_since"])
+        except ValueError:
+            raise RowError(f"spend_since {values['spend_since']!r} is not a date in YYYY-MM-DD form") from None
+        if spend is None:
+            raise RowError("spend_since is given without spend")
+    return MemberRow(card_no, values["name"], phone, birthday, values["tier"], points, values["manager"] or None,
+                     spend, spend_since)
 
 
 def import_members(session: Session, lines: Iterable[str], rules: Rules, today: date,
@@ -285,7 +305,7 @@ def import_members(session: Session, lines: Iterable[str], rules: Rules, today: 
 
 def _upsert(session: Session, row: MemberRow, rules: Rules, today: date, actor: str, report: ImportReport) -> None:
     member = find_by_card(session, row.card_no)
-    fields = {
+    fields: dict[str, object] = {
         "name": row.name,
         "phone": row.phone,
         "birthday": row.birthday,
@@ -293,8 +313,15 @@ def _upsert(session: Session, row: MemberRow, rules: Rules, today: date, actor: 
         "tier": row.tier,
         "manager_id": row.manager,
     }
+    if row.spend is not None:
+        since = row.spend_since
+        if since is None:  # the import's day, kept when the same file comes again on a later day
+            same = member is not None and member.carried_spend == row.spend and member.carried_spend_since
+            since = member.carried_spend_since if same else today
+        fields.update(carried_spend=row.spend, carried_spend_since=since)
     if member is None:
-        member = Member(card_no=row.card_no, points_balance=0, **fields)
+        # An imported tier holds for the evaluation window (storage/tiers.py), unless purchases earn higher.
+        member = Member(card_no=row.card_no, points_balance=0, tier_source="import", tier_since=today, **fields)
         session.add(member)
         session.flush()
         record_change(session, member.id, "import", actor, "created")
@@ -304,6 +331,8 @@ def _upsert(session: Session, row: MemberRow, rules: Rules, today: date, actor: 
         if changed:
             for key in changed:
                 setattr(member, key, fields[key])
+            if "tier" in changed:
+                member.tier_source, member.tier_since, member.downgrade_warned_on = "import", today, None
             record_change(session, member.id, "import", actor, "changed " + ", ".join(changed))
             report.updated += 1
         else:

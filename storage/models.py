@@ -87,6 +87,15 @@ class Member(Base):
     # month * 100 + day, indexed: a day's birthday audience is one index range, not a scan.
     birthday_md: Mapped[int | None] = mapped_column(SmallInteger)
     tier: Mapped[str] = mapped_column(String(16))
+    # Where the tier came from: "earned" (purchases), "import" or "operator". A tier set by import or
+    # by an operator holds for segments.window_days from tier_since unless purchases earn a higher one.
+    tier_source: Mapped[str] = mapped_column(String(8), default="earned", server_default="earned")
+    tier_since: Mapped[date | None] = mapped_column(Date)  # local date the tier was set
+    # Spend made before the bot knew the member (an import's `spend`), counted while `carried_spend_since`
+    # is inside the evaluation window.
+    carried_spend: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=0, server_default="0")
+    carried_spend_since: Mapped[date | None] = mapped_column(Date)
+    downgrade_warned_on: Mapped[date | None] = mapped_column(Date)  # told a downgrade is coming (once per tier)
     manager_id: Mapped[str | None] = mapped_column(ForeignKey("staff.id"))
     openid: Mapped[str | None] = mapped_column(String(64), unique=True)
     bound_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, timezone
+from datetime import date, timedelta, timezone
 from decimal import Decimal
 
 from sqlalchemy import Select, and_, case, func, insert, literal, select, update
@@ -37,6 +37,22 @@ class MemberFacts:
     last_purchase_on: date | None  # local date
     points: int  # the balance
     top_points: bool  # points among the top ``top_points_share`` of members
+    carried_spend: Decimal = Decimal(0)  # spend an import brought, while it is inside the window
+    held_until: date | None = None  # a tier set by import or an operator holds until this day (exclusive)
+
+
+HOLDING_SOURCES = ("import", "operator")  # tiers that hold for a window whatever the purchases
+
+
+def hold_end(tier_source: str, tier_since: date | None, rules: Rules) -> date | None:
+    """The day a tier set by import or an operator stops holding (None: it does not hold)."""
+    if tier_source not in HOLDING_SOURCES or tier_since is None:
+        return None
+    return tier_since + timedelta(days=rules.segments.window_days)
+
+
+def tier_rank(tier_id: str, rules: Rules) -> int:
+    return [t.id for t in rules.tiers].index(tier_id)
 
 
 @dataclass(frozen=True)
@@ -58,11 +74,17 @@ def earned_tier(spend: Decimal, rules: Rules) -> str:
 def evaluate_member(facts: MemberFacts, rules: Rules, today: date) -> Evaluation:
     """Classify one member. Every threshold comes from ``rules``."""
     seg = rules.segments
-    tier = earned_tier(facts.spend, rules)
+    spend = facts.spend + facts.carried_spend
+    tier = earned_tier(spend, rules)
+    carried = f" (with {facts.carried_spend} CNY carried in by import)" if facts.carried_spend else ""
     tier_reason = (
-        f"spend {facts.spend} CNY in the last {seg.window_days} days reaches "
+        f"spend {spend} CNY in the last {seg.window_days} days{carried} reaches "
         f"{rules.tier(tier).name} (≥ {rules.tier(tier).min_spend})"
     )
+    if facts.held_until and today < facts.held_until and tier_rank(tier, rules) <= tier_rank(facts.tier, rules):
+        tier_reason = (f"held until {facts.held_until}: set by import or an operator, it holds for "
+                       f"{seg.window_days} days unless purchases earn a higher tier; {tier_reason}")
+        tier = facts.tier
     # frequency per year ≥ threshold, kept in integers: purchases * 365 ≥ threshold * window
     frequent = facts.purchases * YEAR_DAYS >= seg.frequent_purchases_per_year * seg.window_days
     per_year = Decimal(facts.purchases * YEAR_DAYS) / seg.window_days
@@ -72,7 +94,11 @@ def evaluate_member(facts: MemberFacts, rules: Rules, today: date) -> Evaluation
     # 提升 (≥ 2 a year, or top points; 稳固 when no higher tier exists); 抛弃 for < 2 in the window;
     # else 稳固. Top points are checked before the "< 2 purchases" rule on purpose: a top member
     # who buys once must not fare worse (lapsed, points reset) than one who never buys (retention).
-    if facts.purchases == 0:
+    held = facts.held_until is not None and today < facts.held_until
+    if facts.purchases == 0 and held:
+        # Moved in with a tier and no purchase history in the bot yet: not a lapsed customer.
+        segment, why = "stable", f"tier set by import or an operator, held until {facts.held_until}; no purchase recorded yet"
+    elif facts.purchases == 0:
         if facts.top_points:
             segment, why = "retention", f"no purchase in {seg.window_days} days but {top}"
         else:
@@ -148,6 +174,8 @@ def member_facts(session: Session, member: Member, rules: Rules, today: date, cu
     row = session.execute(select(p.c.spend, p.c.purchases, p.c.visits, p.c.last_at).where(p.c.member_id == member.id)).first()
     points = member.points_balance
     spend, purchases, visits, last_at = row if row else (Decimal(0), 0, 0, None)
+    window_first_day = today - timedelta(days=rules.segments.window_days - 1)
+    carried = member.carried_spend if member.carried_spend_since and member.carried_spend_since >= window_first_day else 0
     if last_at is not None and last_at.tzinfo is None:  # raw aggregate: stored as naive UTC
         last_at = last_at.replace(tzinfo=timezone.utc)
     return MemberFacts(
@@ -158,6 +186,8 @@ def member_facts(session: Session, member: Member, rules: Rules, today: date, cu
         last_purchase_on=rules.today(last_at) if last_at else None,
         points=points,
         top_points=cutoff is not None and points > 0 and points >= cutoff,
+        carried_spend=Decimal(carried or 0).quantize(Decimal("0.01")),
+        held_until=hold_end(member.tier_source, member.tier_since, rules),
     )
 
 
@@ -175,6 +205,7 @@ def _classify_sql(p, points, rules: Rules, today: date, cutoff: int | None):
     frequent = purchases * YEAR_DAYS >= seg.frequent_purchases_per_year * seg.window_days
     top_tier_ids = [rules.tiers[-1].id]
     segment = case(
+        (and_(purchases == 0, _held_sql(rules, today)), "stable"),
         (and_(purchases == 0, top), "retention"),
         (purchases == 0, "lapsed"),
         ((frequent | top) & Member.tier.not_in(top_tier_ids), "upgrade"),
@@ -233,15 +264,58 @@ class TierChange:
     new_tier: str
 
 
+def _held_sql(rules: Rules, day: date):
+    """A tier set by import or an operator still holding on ``day`` (as ``hold_end`` says)."""
+    return and_(Member.tier_source.in_(HOLDING_SOURCES),
+                Member.tier_since > day - timedelta(days=rules.segments.window_days))
+
+
+def _tier_rank_sql(tier, rules: Rules):
+    return case(*[(tier == t.id, n) for n, t in enumerate(rules.tiers)], else_=-1)
+
+
+def _tier_on_sql(rules: Rules, day: date):
+    """(SQL expression of the tier the rules give each member on ``day``, the facts subquery to join).
+
+    The earned tier counts carried spend while its start is inside the window; a tier set by import
+    or an operator holds until its hold ends, unless the earned tier is higher.
+    """
+    p = _purchase_facts(rules, day)
+    window_first_day = day - timedelta(days=rules.segments.window_days - 1)
+    carried = case((Member.carried_spend_since >= window_first_day, Member.carried_spend), else_=0)
+    earned = _earned_tier_sql(func.coalesce(p.c.spend, 0) + carried, rules)
+    keeps = and_(_held_sql(rules, day), _tier_rank_sql(earned, rules) <= _tier_rank_sql(Member.tier, rules))
+    return case((keeps, Member.tier), else_=earned), p
+
+
 def tier_changes_query(rules: Rules, today: date) -> Select:
-    """Members whose earned tier (spend over the window) differs from their tier."""
-    p = _purchase_facts(rules, today)
-    earned = _earned_tier_sql(func.coalesce(p.c.spend, 0), rules)
+    """Members whose tier the rules change today (earned tier over the window, holds respected)."""
+    new_tier, p = _tier_on_sql(rules, today)
     return (
-        select(Member.id, Member.card_no, Member.tier, earned.label("new_tier"))
+        select(Member.id, Member.card_no, Member.tier, new_tier.label("new_tier"))
         .outerjoin(p, p.c.member_id == Member.id)
-        .where(earned != Member.tier)
+        .where(new_tier != Member.tier)
         .order_by(Member.id)
+    )
+
+
+def downgrade_warnings_query(rules: Rules, today: date) -> Select:
+    """Members whose tier the rules would lower ``segments.downgrade_warning_days`` from now, not yet told.
+
+    Each row has the day of the coming downgrade and the spend that would keep the tier.
+    """
+    on = today + timedelta(days=rules.segments.downgrade_warning_days)
+    new_tier, p = _tier_on_sql(rules, on)
+    window_first_day = on - timedelta(days=rules.segments.window_days - 1)
+    carried = case((Member.carried_spend_since >= window_first_day, Member.carried_spend), else_=0)
+    keep_min = case(*[(Member.tier == t.id, t.min_spend) for t in rules.tiers], else_=0)
+    needed = keep_min - func.coalesce(p.c.spend, 0) - carried
+    return (
+        select(Member.id, Member.tier, keep_min.label("keep_min_spend"), needed.label("keep_needed"),
+               literal(on).label("downgrade_on"))
+        .outerjoin(p, p.c.member_id == Member.id)
+        .where(_tier_rank_sql(new_tier, rules) < _tier_rank_sql(Member.tier, rules),
+               Member.downgrade_warned_on.is_(None))
     )
 
 
@@ -255,19 +329,24 @@ def tier_changes(session: Session, rules: Rules, today: date) -> Iterator[TierCh
 # --------------------------------------------------------------------------- changing tiers
 
 
-def change_tier(session: Session, member_id: int, new_tier: str, actor: str, reason: str | None = None) -> str | None:
-    """Move one member to ``new_tier`` and record it in the audit trail; returns the old tier (None: unchanged)."""
+def change_tier(session: Session, member_id: int, new_tier: str, actor: str, today: date,
+                reason: str | None = None, source: str = "earned") -> str | None:
+    """Move one member to ``new_tier`` and record it in the audit trail; returns the old tier (None: unchanged).
+
+    ``source``: "earned" (purchases), or "import"/"operator", whose tier holds for the window.
+    """
     old = session.scalar(select(Member.tier).where(Member.id == member_id))
     if old is None or old == new_tier:
         return None
-    session.execute(update(Member).where(Member.id == member_id).values(tier=new_tier)
+    session.execute(update(Member).where(Member.id == member_id)
+                    .values(tier=new_tier, tier_source=source, tier_since=today, downgrade_warned_on=None)
                     .execution_options(synchronize_session=False))
     detail = f"{old} → {new_tier}" + (f" ({reason})" if reason else "")
     session.add(MemberChange(member_id=member_id, action="tier", actor=actor, detail=detail))
     return old
 
 
-def change_tiers(session: Session, member_ids: Select, new_tier: str, actor: str, reason: str) -> int:
+def change_tiers(session: Session, member_ids: Select, new_tier: str, actor: str, reason: str, today: date) -> int:
     """Move every member in ``member_ids`` (a SELECT of ids) to ``new_tier``, set-based, each change audited."""
     moving = and_(Member.id.in_(member_ids), Member.tier != new_tier)
     session.execute(insert(MemberChange).from_select(
@@ -275,7 +354,8 @@ def change_tiers(session: Session, member_ids: Select, new_tier: str, actor: str
         select(Member.id, literal("tier"), literal(actor), Member.tier + literal(f" → {new_tier} ({reason})"),
                literal(utcnow(), MemberChange.at.type)).where(moving),
     ))
-    return session.execute(update(Member).where(moving).values(tier=new_tier)
+    return session.execute(update(Member).where(moving)
+                           .values(tier=new_tier, tier_source="earned", tier_since=today, downgrade_warned_on=None)
                            .execution_options(synchronize_session=False)).rowcount or 0
 
 

@@ -65,7 +65,11 @@ def _random_programme(db: Database, rules, count: int = 60) -> None:
     zone = rules.zone
     with db.write() as session:
         for n in range(count):
-            member = make_member(session, tier=rng.choice("DCBA"))
+            holds = rng.random() < 0.3  # set by import some time ago: holds for the window
+            member = make_member(session, tier=rng.choice("DCBA"), tier_source="import" if holds else "earned",
+                                 tier_since=TODAY - timedelta(days=rng.randrange(0, 900)) if holds else None,
+                                 carried_spend=Decimal(rng.choice([0, 6000, 25000])) if holds else Decimal(0),
+                                 carried_spend_since=TODAY - timedelta(days=rng.randrange(0, 900)) if holds else None)
             for k in range(rng.choice([0, 0, 1, 2, 3, 4, 6])):
                 day = TODAY - timedelta(days=rng.randrange(0, 1100))
                 moment = datetime.combine(day, time(rng.randrange(24), 30), zone).astimezone(timezone.utc)
@@ -109,3 +113,92 @@ def test_members_show_prints_each_with_its_reason(app, state):
     assert lines[4] == "balance:  300 points — equals the ledger sum; 300 expire on 2027-01-01"
     missing = app.test_cli_runner().invoke(args=["members", "show", "NOPE"])
     assert missing.exit_code == 1 and "no member with card NOPE" in missing.output
+
+
+# --------------------------------------------------------------------------- imported tiers hold
+
+
+IMPORTED = "card_no,name,phone,birthday,tier,points,manager,spend,spend_since\n"
+
+
+def _import(state, *rows: str):
+    from storage.members import import_members
+
+    with state.db.write() as session:
+        report = import_members(session, [IMPORTED, *rows], state.rules, state.today())
+    assert not report.errors, report.errors
+
+
+def _recalc(state, clock, day: date):
+    from scheduler.jobs import run_job
+
+    clock.now = datetime.combine(day, time(10), state.rules.zone).timestamp()  # outside quiet hours
+    return run_job(state, "tier_recalc", day)
+
+
+def _member(state, card_no: str) -> Member:
+    with state.db.read() as session:
+        return session.scalar(select(Member).where(Member.card_no == card_no))
+
+
+def test_an_imported_tier_holds_for_the_window_then_is_warned_once_and_lowered(app, state, clock, fake_wechat):
+    start = date(2026, 11, 23)
+    clock.now = datetime.combine(start, time(10), state.rules.zone).timestamp()
+    _import(state, "H0000001,孙丽,13500000001,,B,,,,")
+    from storage.members import bind_member
+
+    with state.db.write() as session:
+        bind_member(session, "o-held", "H0000001", "13500000001")
+    _recalc(state, clock, start)
+    assert _member(state, "H0000001").tier == "B"  # no purchase in the bot, yet not demoted
+    shown = app.test_cli_runner().invoke(args=["members", "show", "H0000001", "--date", "2026-11-24"]).output
+    assert "tier:     B 钻石卡 — held until 2028-11-22: set by import" in shown
+
+    _recalc(state, clock, date(2028, 10, 22))  # 31 days before the hold ends: nothing yet
+    assert fake_wechat.sent() == []
+    _recalc(state, clock, date(2028, 10, 23))  # 30 days before: told once, with what keeps the tier
+    [warning] = fake_wechat.sent()
+    assert warning["touser"] == "o-held"
+    assert "钻石卡资格将于 2028-11-22 按近两年消费重新评定" in warning["data"]["first"]["value"]
+    assert "保级需近两年消费满 20,000.00 元，目前还差 20,000.00 元" in warning["data"]["first"]["value"]
+    _recalc(state, clock, date(2028, 10, 24))
+    assert len(fake_wechat.sent()) == 1  # exactly once
+    assert _member(state, "H0000001").tier == "B"
+    _recalc(state, clock, date(2028, 11, 22))  # the hold has ended
+    member = _member(state, "H0000001")
+    assert (member.tier, member.segment) == ("D", "lapsed")  # two years without a purchase
+    assert len(fake_wechat.sent()) == 1  # lapsed members get no marketing: the notice is planned as skipped
+
+
+def test_purchases_earning_a_higher_tier_lift_an_imported_one(state, clock):
+    from storage.purchases import PurchaseIn, record_purchase
+
+    clock.now = datetime.combine(date(2026, 11, 23), time(10), state.rules.zone).timestamp()
+    _import(state, "H0000002,周敏,13500000002,,C,,,,")
+    with state.db.write() as session:
+        record_purchase(session, PurchaseIn("HOLD-1", "H0000002", Decimal("52000"),
+                                            datetime(2026, 11, 23, 2, tzinfo=timezone.utc), "S"), state.rules)
+    _recalc(state, clock, date(2026, 11, 23))
+    member = _member(state, "H0000002")
+    assert (member.tier, member.tier_source) == ("A", "earned")
+
+
+def test_spend_carried_in_by_an_import_counts_while_inside_the_window(state, clock):
+    clock.now = datetime.combine(date(2026, 11, 23), time(10), state.rules.zone).timestamp()
+    _import(state, "H0000003,吴静,13500000003,,C,,,30000,2026-06-01", "H0000004,郑洁,13500000004,,D,,,6000,")
+    _recalc(state, clock, date(2026, 11, 23))
+    assert _member(state, "H0000003").tier == "B"  # 30,000 carried: more than the imported C
+    assert _member(state, "H0000004").tier == "C"
+    _recalc(state, clock, date(2028, 5, 31))  # the carried spend has left the window, and the hold ended
+    assert _member(state, "H0000003").tier == "D"
+
+
+def test_reimporting_with_spend_changes_nothing(state, clock):
+    from storage.members import import_members
+
+    row = "H0000005,钱芳,13500000005,,B,,,25000,\n"
+    _import(state, row)
+    clock.now += 3 * 86400  # the same file again three days later
+    with state.db.write() as session:
+        report = import_members(session, [IMPORTED, row], state.rules, state.today())
+    assert (report.unchanged, report.updated) == (1, 0)

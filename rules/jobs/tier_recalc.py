@@ -7,6 +7,8 @@ from rules.jobs.base import JobSection
 class TierRecalcJob(JobSection):
     upgrade_message: str | None  # None: no message
     downgrade_message: str | None
+    downgrade_warning_message: str | None = None  # segments.downgrade_warning_days ahead, once
 
     def push_messages(self) -> list[str]:
-        return [name for name in (self.upgrade_message, self.downgrade_message) if name]
+        return [name for name in (self.upgrade_message, self.downgrade_message, self.downgrade_warning_message)
+                if name]

@@ -65,7 +65,7 @@ def apply(session: Session, rules: Rules, today: date, plan: JobPlan) -> None:
     plan.changes["members reset"] = ledger.reset_points_bulk(
         session, to_reset, reason="retention grace ended", key_prefix=f"retention:{today}:")
     # No purchase in the window: the rules' earned tier is the base tier.
-    tiers.change_tiers(session, to_reset, rules.tiers[0].id, ACTOR, "retention grace ended")
+    tiers.change_tiers(session, to_reset, rules.tiers[0].id, ACTOR, "retention grace ended", today)
     session.execute(update(Member).where(Member.id.in_(to_reset))
                     .values(retention_grace_until=None, segment="lapsed")
                     .execution_options(synchronize_session=False))
