@@ -202,3 +202,20 @@ def test_reimporting_with_spend_changes_nothing(state, clock):
     with state.db.write() as session:
         report = import_members(session, [IMPORTED, row], state.rules, state.today())
     assert (report.unchanged, report.updated) == (1, 0)
+
+
+def test_an_operator_sets_a_tier_that_holds(app, state, clock):
+    with state.db.write() as session:
+        member = make_member(session, tier="D")
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["members", "set-tier", member.card_no, "A", "--reason", "VIP agreement"])
+    assert result.exit_code == 0 and f"{member.card_no}: D → A, held until" in result.output
+    _recalc(state, clock, state.today())
+    assert _member(state, member.card_no).tier == "A"
+    with state.db.read() as session:
+        from storage.models import MemberChange
+
+        assert session.scalar(select(MemberChange.detail).where(MemberChange.member_id == member.id)) == \
+            "D → A (VIP agreement)"
+    bad = runner.invoke(args=["members", "set-tier", member.card_no, "Z", "--reason", "x"])
+    assert bad.exit_code == 1 and "tier 'Z' is not one of D, C, B, A" in bad.output

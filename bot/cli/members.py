@@ -9,8 +9,8 @@ from flask.cli import AppGroup
 
 from bot.cli.common import DATE_OPTION, day_of, fail, state
 from storage.csvfile import open_csv
-from storage.members import import_members, unlock_binding
-from storage.tiers import explain_member
+from storage.members import find_by_card, import_members, unlock_binding
+from storage.tiers import change_tier, explain_member, hold_end
 
 group = AppGroup("members", help="Members: import from the stores, inspect.")
 
@@ -68,3 +68,24 @@ def members_unlock(card_or_openid: str) -> None:
         return
     click.echo(f"{len(lifted)} lockout lifted for {card_or_openid}" if len(lifted) == 1
                else f"{len(lifted)} lockouts lifted for {card_or_openid}")
+
+
+@group.command("set-tier")
+@click.argument("card_no")
+@click.argument("tier")
+@click.option("--reason", required=True, help="Why, for the audit trail (e.g. 'VIP agreement 2026').")
+def members_set_tier(card_no: str, tier: str, reason: str) -> None:
+    """Set a member's tier by hand; it holds for the evaluation window unless purchases earn a higher one."""
+    bot = state()
+    rules = bot.rules
+    if tier not in [t.id for t in rules.tiers]:
+        fail(f"tier {tier!r} is not one of {', '.join(t.id for t in rules.tiers)}")
+    with bot.db.write() as session:
+        member = find_by_card(session, card_no)
+        if member is None:
+            fail(f"no member with card {card_no}")
+        old = change_tier(session, member.id, tier, "cli", bot.today(), reason=reason, source="operator")
+    if old is None:
+        click.echo(f"{card_no} is already {tier}")
+    else:
+        click.echo(f"{card_no}: {old} → {tier}, held until {hold_end('operator', bot.today(), rules)}")
