@@ -17,9 +17,16 @@ from tests.factories import make_member
 TODAY = date(2026, 11, 23)
 
 
-def facts(tier="C", spend="0", purchases=0, visits=0, last=None, points=0, top=False) -> MemberFacts:
+@pytest.fixture
+def database_url(db_url) -> str:
+    return db_url  # the app-level tests here run on SQLite and on PostgreSQL
+
+
+def facts(tier="C", spend="0", purchases=0, visits=0, last=None, points=0, top=False, carried="0",
+          held_days=None) -> MemberFacts:
     last_on = TODAY - timedelta(days=last) if last is not None else None
-    return MemberFacts(tier, Decimal(spend), purchases, visits, last_on, points, top)
+    held_until = TODAY + timedelta(days=held_days) if held_days is not None else None
+    return MemberFacts(tier, Decimal(spend), purchases, visits, last_on, points, top, Decimal(carried), held_until)
 
 
 @pytest.mark.parametrize(
@@ -38,6 +45,11 @@ def facts(tier="C", spend="0", purchases=0, visits=0, last=None, points=0, top=F
         (facts(spend="100", purchases=1, visits=0, last=365), "D", "lapsed", "churned"),
         (facts(spend="100", purchases=1, visits=1, last=90), "D", "lapsed", "trending"),
         (facts(spend="100", purchases=1, visits=1, last=89), "D", "lapsed", "swinging"),
+        # a tier set by import or an operator holds (and its member is not lapsed) until the hold ends
+        (facts(tier="B", held_days=1), "B", "stable", "churned"),
+        (facts(tier="B", held_days=0), "D", "lapsed", "churned"),
+        (facts(tier="C", spend="52000", purchases=2, visits=2, last=5, held_days=300), "A", "stable", "swinging"),
+        (facts(tier="D", carried="6000", held_days=300), "C", "stable", "churned"),
     ],
 )
 def test_evaluate_member(rules, f, tier, segment, activity):
