@@ -1,13 +1,17 @@
 """Command-line interface: ``flask --app wsgi <group> <command>``. One module per command group.
 
 Commands parse their arguments, call the same domain operations as the chat handlers and the
-API, and print. Every group is listed here, in the order ``flask --help`` shows them.
+API, and print. Every group is listed here, in the order ``flask --help`` shows them. Every
+command reports what the operator can fix (database not migrated or out of reach, Redis out of
+reach, a bad rules file) in one line and exits 1 (``common.reported``, applied here to all).
 """
 from __future__ import annotations
 
+import click
 from flask import Flask
 
 from bot.cli import db, dev, members, points, purchases, push, rules, scheduler, serve, staff
+from bot.cli.common import reported
 
 COMMANDS = (
     serve.command,
@@ -23,7 +27,17 @@ COMMANDS = (
 )
 
 
+def _report_errors(command: click.Command) -> None:
+    """Wrap the callback of ``command`` and of every command under it with ``reported``."""
+    if command.callback is not None:
+        command.callback = reported(command.callback)
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _report_errors(sub)
+
+
 def init_app(app: Flask) -> None:
     """Register every command group on the app."""
     for command in COMMANDS:
+        _report_errors(command)
         app.cli.add_command(command)

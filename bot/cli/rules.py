@@ -15,7 +15,7 @@ group = AppGroup("rules", help="Check the programme rules (config.yaml).")
 
 
 @group.command("check")
-@click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("path", required=False, type=click.Path(path_type=Path))
 def rules_check(path: Path | None) -> None:
     """Validate a rules file (default: the one in force). Exit 1 with file, line and reason if bad."""
     path = path or state().settings.rules_path
