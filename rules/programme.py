@@ -54,7 +54,7 @@ class Rules(Frozen):
     def _known_zone(cls, name: str) -> str:
         try:
             ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: a name too long for a file
             raise ValueError(f"unknown time zone {name!r}") from exc
         return name
 
