@@ -3,12 +3,16 @@ from __future__ import annotations
 
 import functools
 import hmac
+import json
+from decimal import Decimal
+from typing import Any, BinaryIO
 
 from flask import Blueprint, current_app, jsonify, request
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 MAX_BATCH = 1000  # purchases per request
+MAX_BODY = 1024 * 1024  # bytes; a larger body gets 413 and is not read past this
 
 
 def api_key_required(view):
@@ -29,6 +33,70 @@ def _state():
     return current_app.extensions["bot"]
 
 
+class BodyError(Exception):
+    """A body that cannot be read as purchases: 413 or 422, with the message and the field (``body``)."""
+
+    def __init__(self, status: int, message: str, field: str = "body"):
+        super().__init__(f"{field}: {message}")
+        self.status, self.field = status, field
+
+
+class _RepeatedKey:
+    """What an object with a key given twice decodes to: refused, naming the key (parsers disagree on
+    which copy wins, so neither is taken)."""
+
+    def __init__(self, key: str):
+        self.key = key
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any] | _RepeatedKey:
+    obj = dict(pairs)
+    if len(obj) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                return _RepeatedKey(key)
+            seen.add(key)
+    return obj
+
+
+def read_json_body() -> Any:
+    """The request's JSON, reading at most MAX_BODY bytes; BodyError for a body that is not.
+
+    Numbers come as Decimal (exact, and no size limit before the field checks); NaN and Infinity
+    come as floats, which the field checks refuse; nesting too deep is invalid JSON, not a crash.
+    """
+    if (request.content_length or 0) > MAX_BODY:
+        raise BodyError(413, f"larger than {MAX_BODY} bytes")
+    if not request.is_json:
+        raise BodyError(422, "must be JSON (Content-Type: application/json)")
+    data = _read_at_most(request.stream, MAX_BODY)
+    if len(data) > MAX_BODY:  # no Content-Length, or a wrong one: what came counts
+        raise BodyError(413, f"larger than {MAX_BODY} bytes")
+    try:
+        text = data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        raise BodyError(422, f"not UTF-8 (byte {exc.start})") from None
+    try:
+        return json.loads(text, parse_float=Decimal, parse_int=Decimal, object_pairs_hook=_object)
+    except RecursionError:
+        raise BodyError(422, "not valid JSON (nested too deep)") from None
+    except ValueError as exc:  # JSONDecodeError
+        raise BodyError(422, f"not valid JSON ({exc})") from None
+
+
+def _read_at_most(stream: BinaryIO, limit: int) -> bytes:
+    """Up to ``limit`` + 1 bytes: enough to tell a body over the limit, never all of it."""
+    chunks, size = [], 0
+    while size <= limit:
+        chunk = stream.read(min(64 * 1024, limit + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 @bp.post("/purchases")
 @api_key_required
 def post_purchases():
@@ -36,13 +104,16 @@ def post_purchases():
 
     Every item is validated before anything is written: a bad field anywhere gets 422 naming
     it and nothing is stored. Otherwise each receipt gets its own result: created, duplicate,
-    or refused with the reason (e.g. an unknown card).
+    or refused with the reason (e.g. an unknown card). A body over 1 MiB gets 413.
     """
     from storage.purchases import FieldError, parse_purchase, record_purchase
 
-    body = request.get_json(silent=True)
+    try:
+        body = read_json_body()
+    except BodyError as exc:
+        return jsonify(error=str(exc), field=exc.field), exc.status
     if body is None:
-        return jsonify(error="body: must be JSON (Content-Type: application/json)", field="body"), 422
+        return jsonify(error="body: must be a purchase (a JSON object) or a list of them", field="body"), 422
     items = body if isinstance(body, list) else [body]
     if not items or len(items) > MAX_BATCH:
         return jsonify(error=f"body: send 1 to {MAX_BATCH} purchases", field="body"), 422
@@ -51,6 +122,8 @@ def post_purchases():
     purchases, errors = [], []
     for index, item in enumerate(items):
         try:
+            if isinstance(item, _RepeatedKey):
+                raise FieldError(item.key[:64], "is given more than once")
             purchases.append(parse_purchase(item, rules, now))
         except FieldError as exc:
             error = {"error": str(exc), "field": exc.field}
@@ -73,7 +146,8 @@ def post_purchases():
 @bp.post("/purchases/<receipt_no>/refund")
 @api_key_required
 def refund(receipt_no: str):
-    """Refund a purchase: its points are reversed (what is left of them)."""
+    """Refund a purchase: its points are reversed (what is left of them). A receipt number no
+    purchase can have (too long, control characters) is 404, like any other unknown one."""
     from storage.purchases import refund_purchase
 
     with _state().db.write() as session:

@@ -1,11 +1,11 @@
 """Members: lookup, binding a WeChat openid to a card, following state, and imports from the stores."""
 from __future__ import annotations
 
-import csv
 import enum
+import io
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from rules import BotError, Rules
 from rules.membership import BindingRules
 from storage import ledger
+from storage.csvfile import CsvTable, bad_character
 from storage.models import Member, MemberChange, Staff, utcnow
 from storage.redis import Keys
 
@@ -225,15 +226,37 @@ class RowError(BotError, ValueError):
     """A CSV row that cannot be imported; the message names the column and the reason."""
 
 
+# The longest field each column takes, from the models: a longer one is refused, never cut or left
+# to the database (PostgreSQL would refuse it and abort the whole import).
+COLUMN_LIMITS = {
+    "card_no": Member.__table__.c.card_no.type.length,  # 32
+    "name": Member.__table__.c.name.type.length,  # 64
+    "phone": Member.__table__.c.phone.type.length,  # 32
+    "tier": Member.__table__.c.tier.type.length,  # 16
+    "manager": Staff.__table__.c.id.type.length,  # 32
+}
+FIELD_LIMIT = 32  # the dates and numbers
+MAX_OPENING_POINTS = 999_999_999
+
+
 def parse_member_row(raw: dict[str, str | None], rules: Rules) -> MemberRow:
     """Validate one CSV row (dict of column -> text)."""
-    values = {key: (raw.get(key) or "").strip() for key in CSV_COLUMNS}
     if None in raw:
         raise RowError("more fields than the header has columns")
+    values: dict[str, str] = {}
+    for key in CSV_COLUMNS:
+        text = (raw.get(key) or "").strip()
+        limit = COLUMN_LIMITS.get(key, FIELD_LIMIT)
+        if len(text) > limit:
+            raise RowError(f"{key} is {len(text)} characters long, more than the {limit} its column holds")
+        bad = bad_character(text)
+        if bad:
+            raise RowError(f"{key} contains a control character ({bad})")
+        values[key] = text
     card_no = values["card_no"].upper()
     if not card_no:
         raise RowError("card_no is empty")
-    if len(card_no) > 32 or not re.fullmatch(r"[A-Z0-9-]+", card_no):
+    if not re.fullmatch(r"[A-Z0-9-]+", card_no):
         raise RowError(f"card_no {values['card_no']!r} must be letters, digits or '-', at most 32")
     if not values["name"]:
         raise RowError("name is empty")
@@ -254,13 +277,16 @@ def parse_member_row(raw: dict[str, str | None], rules: Rules) -> MemberRow:
         if not re.fullmatch(r"\d+", values["points"]):
             raise RowError(f"points {values['points']!r} must be a whole number ≥ 0")
         points = int(values["points"])
+        if points > MAX_OPENING_POINTS:
+            raise RowError(f"points {values['points']!r} must be at most {MAX_OPENING_POINTS}")
     spend = None
     if values["spend"]:
         try:
             spend = Decimal(values["spend"])
         except InvalidOperation:
             raise RowError(f"spend {values['spend']!r} is not an amount") from None
-        if not spend.is_finite() or spend < 0 or spend != spend.quantize(Decimal("0.01")) or spend >= 10**10:
+        # 10**10 before quantize: quantize cannot hold 1e30 and fails
+        if not spend.is_finite() or spend < 0 or spend >= 10**10 or spend != spend.quantize(Decimal("0.01")):
             raise RowError(f"spend {values['spend']!r} must be an amount ≥ 0 with at most 2 decimals")
     spend_since = None
     if values["spend_since"]:
@@ -281,26 +307,64 @@ def import_members(session: Session, lines: Iterable[str], rules: Rules, today: 
     ``today`` (the local date) dates the opening balances' lots.
 
     Running the same file again changes nothing: unchanged rows are not written and the
-    opening balance is one ledger entry keyed by the card number.
+    opening balance is one ledger entry keyed by the card number. A card on more than one line
+    is refused on each of them (which line was meant is the operator's call, and letting one
+    win would flip the member between them); the text is read twice for that.
     """
     report = ImportReport()
-    reader = csv.DictReader(lines)
-    missing = [c for c in ("card_no", "name", "phone", "tier") if c not in (reader.fieldnames or [])]
-    if missing:
-        report.errors.append((1, f"header lacks column(s): {', '.join(missing)}"))
+    lines, again = _readable_twice(lines)
+    table = CsvTable(lines)
+    missing = table.missing(("card_no", "name", "phone", "tier"))
+    if table.error or missing:
+        report.errors.append((1, table.error or f"header lacks column(s): {', '.join(missing)}"))
         return report
+    lines_of: dict[str, list[int]] = {}
+    for record in table:
+        card_no = record.values.get("card_no", "").strip().upper()
+        if card_no and len(card_no) <= COLUMN_LIMITS["card_no"]:
+            lines_of.setdefault(card_no, []).append(record.line)
+    repeated = {card_no: found for card_no, found in lines_of.items() if len(found) > 1}
+    del lines_of
     staff_ids = set(session.scalars(select(Staff.id)))
-    for raw in reader:
-        line = reader.line_num
+    for record in CsvTable(again()):
         try:
-            row = parse_member_row(raw, rules)
+            if record.error:
+                raise RowError(record.error)
+            row = parse_member_row(record.values, rules)
             if row.manager and row.manager not in staff_ids:
                 raise RowError(f"manager {row.manager!r} is not a known staff id")
+            if row.card_no in repeated:
+                raise RowError(_repeated_card(row.card_no, record.line, repeated[row.card_no]))
         except RowError as exc:
-            report.errors.append((line, str(exc)))
+            report.errors.append((record.line, str(exc)))
             continue
         _upsert(session, row, rules, today, actor, report)
     return report
+
+
+def _readable_twice(lines: Iterable[str]) -> tuple[Iterable[str], Callable[[], Iterable[str]]]:
+    """``lines`` to read now, and how to read them from the start again (a file is rewound, not copied)."""
+    if isinstance(lines, io.IOBase) and lines.seekable():
+        try:
+            start = lines.tell()
+        except OSError:  # a text file already being iterated cannot tell where it is
+            pass
+        else:
+
+            def rewound() -> Iterable[str]:
+                lines.seek(start)
+                return lines
+
+            return lines, rewound
+    kept = lines if isinstance(lines, (list, tuple)) else list(lines)
+    return kept, lambda: kept
+
+
+def _repeated_card(card_no: str, line: int, found: list[int]) -> str:
+    others = [str(n) for n in found if n != line]
+    if len(found) == 2:
+        return f"card_no {card_no} is also on line {others[0]}: neither line is imported"
+    return f"card_no {card_no} is also on lines {', '.join(others)}: none of these {len(found)} lines is imported"
 
 
 def _upsert(session: Session, row: MemberRow, rules: Rules, today: date, actor: str, report: ImportReport) -> None:

@@ -1,7 +1,6 @@
 """Purchases from the store systems: validated, recorded once per receipt, earning points; refunds."""
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -15,12 +14,16 @@ from sqlalchemy.orm import Session
 
 from rules import BotError, Rules
 from storage import ledger
+from storage.csvfile import CsvTable, bad_character, shown
 from storage.members import find_by_card, record_change
 from storage.models import LedgerEntry, Member, Purchase, utcnow
 
 FIELDS = ("receipt_no", "card_no", "amount", "purchased_at", "store")
 MAX_AMOUNT = Decimal("9999999999.99")  # what Numeric(12, 2) holds
+CENTS = Decimal("0.01")
 FUTURE_TOLERANCE = timedelta(hours=1)  # store clocks drift; a day ahead is a data error
+EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)  # older is a data error (or year 1 from an empty date)
+RECEIPT_NO_LENGTH = Purchase.__table__.c.receipt_no.type.length  # 64
 
 
 class FieldError(BotError, ValueError):
@@ -41,62 +44,89 @@ class PurchaseIn:
 
 
 def parse_purchase(raw: Mapping[str, Any], rules: Rules, now: datetime) -> PurchaseIn:
-    """Validate one purchase (a CSV row or a JSON object) or raise FieldError naming the field."""
+    """Validate one purchase (a CSV row or a JSON object) or raise FieldError naming the field.
+
+    Whatever passes fits its column on every database; JSON numbers may come as Decimal (the
+    API reads them so: no float rounding, no size limit before the checks here).
+    """
     if not isinstance(raw, Mapping):
         raise FieldError("purchase", "must be an object with " + ", ".join(FIELDS))
-    unknown = sorted(set(raw) - set(FIELDS) - {None})
+    unknown = sorted(str(name) for name in set(raw) - set(FIELDS) - {None})
     if unknown:
-        raise FieldError(unknown[0], "unknown field")
-
-    def text(name: str, limit: int) -> str:
-        value = raw.get(name)
-        if value is None or (isinstance(value, str) and not value.strip()):
-            raise FieldError(name, "is required")
-        if not isinstance(value, (str, int)) or isinstance(value, bool):
-            raise FieldError(name, "must be text")
-        value = str(value).strip()
-        if len(value) > limit:
-            raise FieldError(name, f"must be at most {limit} characters")
-        return value
-
-    receipt_no = text("receipt_no", 64)
-    card_no = text("card_no", 32).upper()
-    store = text("store", 64)
+        name = unknown[0] if len(unknown[0]) <= 64 else unknown[0][:64] + "…"
+        raise FieldError(name, "unknown field")
+    receipt_no = _text(raw, "receipt_no", RECEIPT_NO_LENGTH)
+    card_no = _text(raw, "card_no", 32).upper()
+    store = _text(raw, "store", 64)
     amount = _amount(raw.get("amount"))
     purchased_at = _timestamp(raw.get("purchased_at"), rules)
     if purchased_at > now + FUTURE_TOLERANCE:
-        raise FieldError("purchased_at", f"{raw.get('purchased_at')} is in the future")
+        raise FieldError("purchased_at", f"{shown(raw.get('purchased_at'))} is in the future")
     return PurchaseIn(receipt_no, card_no, amount, purchased_at, store)
 
 
+def _text(raw: Mapping[str, Any], name: str, limit: int) -> str:
+    value = raw.get(name)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise FieldError(name, "is required")
+    if isinstance(value, Decimal) and value.is_finite() and value.as_tuple().exponent == 0:
+        value = str(value)  # a JSON integer, e.g. a receipt number sent as a number
+    elif isinstance(value, int) and not isinstance(value, bool) and value.bit_length() <= 256:
+        value = str(value)
+    elif not isinstance(value, str):
+        raise FieldError(name, "must be text")
+    value = value.strip()
+    if len(value) > limit:
+        raise FieldError(name, f"must be at most {limit} characters")
+    bad = bad_character(value)
+    if bad:
+        raise FieldError(name, f"must not contain control characters ({bad})")
+    return value
+
+
 def _amount(value: Any) -> Decimal:
-    if value is None or value == "":
+    if value is None or (isinstance(value, str) and not value.strip()):
         raise FieldError("amount", "is required")
     if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
         raise FieldError("amount", "must be a number ≥ 0")
     try:
-        amount = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise FieldError("amount", f"{value!r} is not a number") from None
-    if not amount.is_finite() or amount < 0:
+        if isinstance(value, (int, Decimal)):
+            amount = Decimal(value)
+        else:  # a float as written, not its binary expansion
+            amount = Decimal(value.strip() if isinstance(value, str) else str(value))
+    except (InvalidOperation, ValueError):
+        raise FieldError("amount", f"{shown(value)} is not a number") from None
+    if not amount.is_finite() or amount < 0:  # NaN and Infinity too
         raise FieldError("amount", "must be a number ≥ 0")
-    if amount != amount.quantize(Decimal("0.01")):
-        raise FieldError("amount", f"{value} has more than 2 decimal places")
-    if amount > MAX_AMOUNT:
+    if amount > MAX_AMOUNT:  # before quantize, which cannot hold 1e30 and fails
         raise FieldError("amount", f"must be at most {MAX_AMOUNT}")
-    return amount.quantize(Decimal("0.01"))
+    cents = amount.quantize(CENTS)
+    if cents != amount:
+        raise FieldError("amount", f"{shown(value)} has more than 2 decimal places")
+    return cents.copy_abs()  # -0 is 0
 
 
 def _timestamp(value: Any, rules: Rules) -> datetime:
-    if not value or not isinstance(value, str):
+    if value is None or (isinstance(value, str) and not value.strip()):
         raise FieldError("purchased_at", "is required, as ISO 8601 text")
+    if not isinstance(value, str):
+        raise FieldError("purchased_at", "must be ISO 8601 text, e.g. 2026-11-01T10:00:00+08:00")
+    text = value.strip().replace("Z", "+00:00")
     try:
-        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        if len(text) > 64 or bad_character(text):
+            raise ValueError
+        moment = datetime.fromisoformat(text)
     except ValueError:
-        raise FieldError("purchased_at", f"{value!r} is not an ISO 8601 date and time") from None
+        raise FieldError("purchased_at", f"{shown(value)} is not an ISO 8601 date and time") from None
     if moment.tzinfo is None:  # the stores' local time
         moment = moment.replace(tzinfo=rules.zone)
-    return moment.astimezone(timezone.utc)
+    try:
+        moment = moment.astimezone(timezone.utc)
+    except (OverflowError, ValueError):  # year 1 or 9999 with an offset that leaves the calendar
+        raise FieldError("purchased_at", f"{shown(value)} is out of range") from None
+    if moment < EARLIEST:
+        raise FieldError("purchased_at", f"{shown(value)} is before {EARLIEST:%Y-%m-%d}")
+    return moment
 
 
 @dataclass(frozen=True)
@@ -189,7 +219,13 @@ class RefundResult:
 
 
 def refund_purchase(session: Session, receipt_no: str, actor: str = "api") -> RefundResult:
-    """Mark a purchase refunded and take back its points (what is left of them; never below zero)."""
+    """Mark a purchase refunded and take back its points (what is left of them; never below zero).
+
+    A receipt number no purchase can have (too long for the column, control characters) is
+    ``not_found`` without asking the database, which may refuse such text (PostgreSQL: NUL).
+    """
+    if not isinstance(receipt_no, str) or len(receipt_no) > RECEIPT_NO_LENGTH or bad_character(receipt_no):
+        return RefundResult(receipt_no, "not_found")
     purchase = session.scalar(select(Purchase).where(Purchase.receipt_no == receipt_no).with_for_update())
     if purchase is None:
         return RefundResult(receipt_no, "not_found")
@@ -232,27 +268,29 @@ class PurchaseImportReport:
 
 def import_purchases(session: Session, lines: Iterable[str], rules: Rules, now: datetime,
                      actor: str = "cli") -> PurchaseImportReport:
-    """Record purchases from CSV text; bad rows are reported with their line, good rows kept."""
+    """Record purchases from CSV text; bad rows are reported with their line, good rows kept.
+
+    A row is bad when a field is (``parse_purchase``, the API's check too), when csv cannot read
+    it (a field over csv's size limit), or when the store refuses it (an unknown card).
+    """
     report = PurchaseImportReport()
-    reader = csv.DictReader(lines)
-    missing = [c for c in FIELDS if c not in (reader.fieldnames or [])]
-    if missing:
-        report.errors.append((1, f"header lacks column(s): {', '.join(missing)}"))
+    table = CsvTable(lines)
+    missing = table.missing(FIELDS)
+    if table.error or missing:
+        report.errors.append((1, table.error or f"header lacks column(s): {', '.join(missing)}"))
         return report
-    for raw in reader:
-        line = reader.line_num
-        if None in raw:
-            report.errors.append((line, "more fields than the header has columns"))
+    for record in table:
+        if record.error:
+            report.errors.append((record.line, record.error))
             continue
         try:
-            purchase = parse_purchase(raw, rules, now)
+            purchase = parse_purchase(record.values, rules, now)
         except FieldError as exc:
-            report.errors.append((line, str(exc)))
+            report.errors.append((record.line, str(exc)))
             continue
         result = record_purchase(session, purchase, rules, actor)
         if result.status == "refused":
-            report.errors.append((line, result.reason or "refused"))
+            report.errors.append((record.line, result.reason or "refused"))
         else:
             report.results.append(result)
     return report
-

@@ -1,6 +1,8 @@
 """The store systems' API: authenticated, validated, idempotent, per-receipt answers."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from storage.members import find_by_card
@@ -102,3 +104,94 @@ def test_a_refund_of_points_already_spent_reports_the_shortfall(client, state):
     with state.db.read() as session:
         note = session.scalar(select(LedgerEntry.note).where(LedgerEntry.kind == "reverse"))
     assert "1200" in note
+
+
+# --------------------------------------------------------------------------- hostile bodies (issue 8)
+
+
+def _post(client, body: bytes | str, **headers):
+    data = body.encode() if isinstance(body, str) else body
+    return client.post("/api/purchases", data=data, content_type="application/json", headers={**HEADERS, **headers})
+
+
+def _purchase_with(**raw: str) -> str:
+    """PURCHASE as JSON text, with some fields replaced by literal JSON (``amount="1e308"``)."""
+    fields = {name: json.dumps(value) for name, value in PURCHASE.items()} | raw
+    return "{" + ", ".join(f"{json.dumps(name)}: {value}" for name, value in fields.items()) + "}"
+
+
+@pytest.mark.parametrize("body,field,says", [
+    ("[" * 100_000 + "]" * 100_000, "body", "body: not valid JSON (nested too deep)"),
+    (b'{"receipt_no": "R\xb5\xea"}', "body", "body: not UTF-8 (byte 17)"),
+    (_purchase_with()[:-1] + ', "receipt_no": "R2"}', "receipt_no", "receipt_no: is given more than once"),
+    (_purchase_with(amount="NaN"), "amount", "amount: must be a number ≥ 0"),
+    (_purchase_with(amount="-Infinity"), "amount", "amount: must be a number ≥ 0"),
+    (_purchase_with(amount="1e308"), "amount", "amount: must be at most 9999999999.99"),
+    (_purchase_with(amount="1e400"), "amount", "amount: must be at most 9999999999.99"),
+    (_purchase_with(amount='"1E999999"'), "amount", "amount: must be at most 9999999999.99"),
+    (_purchase_with(amount="9" * 29), "amount", "amount: must be at most 9999999999.99"),
+    (_purchase_with(amount="9" * 5000), "amount", "amount: must be at most 9999999999.99"),
+    (_purchase_with(purchased_at='"0001-01-01T00:00:00"'), "purchased_at",
+     "purchased_at: '0001-01-01T00:00:00' is out of range"),
+    (_purchase_with(purchased_at='"9999-12-31T23:59:59-12:00"'), "purchased_at",
+     "purchased_at: '9999-12-31T23:59:59-12:00' is out of range"),
+    (_purchase_with(purchased_at='"1970-01-01T00:00:00Z"'), "purchased_at",
+     "purchased_at: '1970-01-01T00:00:00Z' is before 2000-01-01"),
+    (_purchase_with(receipt_no='"R\\u0000"'), "receipt_no", "receipt_no: must not contain control characters (U+0000)"),
+    (_purchase_with(card_no='"A000\\n0009"'), "card_no", "card_no: must not contain control characters (U+000A)"),
+    (_purchase_with(store='"S\\u001b[2J"'), "store", "store: must not contain control characters (U+001B)"),
+    (_purchase_with(receipt_no="1.5"), "receipt_no", "receipt_no: must be text"),
+    (_purchase_with(receipt_no="true"), "receipt_no", "receipt_no: must be text"),
+    (_purchase_with(amount='{"v": 1, "v": 2}'), "amount", "amount: must be a number ≥ 0"),
+    (_purchase_with(**{"\ud800": "1"}), "\ud800", "\ud800: unknown field"),
+    (_purchase_with(**{"k" * 100_000: "1"}), "k" * 64 + "…", "k" * 64 + "…: unknown field"),
+], ids=["nested-100000", "gbk", "repeated-key", "nan", "minus-infinity", "1e308", "1e400",
+        "1E999999-text", "29-nines", "5000-digits", "year-1", "year-9999-minus-12", "1970", "nul", "newline",
+        "escape", "receipt-float", "receipt-bool", "repeated-key-inside-a-field", "surrogate-key",
+        "100000-char-key"])
+def test_hostile_bodies_get_422_naming_the_field(client, state, body, field, says):
+    response = _post(client, body)
+    assert response.status_code == 422 and response.is_json, response.data[:200]
+    assert response.json["field"] == field
+    if says:
+        assert response.json["error"] == says
+    assert _balance(state) == 0
+
+
+def test_a_repeated_key_in_a_list_names_the_item(client, state):
+    body = "[" + json.dumps(PURCHASE) + ', {"receipt_no": "R2", "receipt_no": "R3"}]'
+    response = _post(client, body)
+    assert response.status_code == 422
+    assert response.json["errors"] == [
+        {"index": 1, "field": "receipt_no", "error": "receipt_no: is given more than once"}]
+
+
+def test_a_body_over_1_mib_gets_413_and_one_of_1_mib_is_read(client, state):
+    from bot.api import MAX_BODY
+
+    body = json.dumps(PURCHASE)
+    exact = body[:-1] + " " * (MAX_BODY - len(body)) + "}"
+    assert len(exact.encode()) == MAX_BODY
+    assert _post(client, exact).status_code == 201
+    over = json.dumps({**PURCHASE, "receipt_no": "R2"})
+    over = over[:-1] + " " * (MAX_BODY + 1 - len(over)) + "}"
+    response = _post(client, over)
+    assert response.status_code == 413
+    assert response.json == {"error": "body: larger than 1048576 bytes", "field": "body"}
+    unmeasured = client.post("/api/purchases", data=over.encode(), content_type="application/json", headers=HEADERS,
+                             environ_overrides={"CONTENT_LENGTH": "", "wsgi.input_terminated": True})
+    assert unmeasured.status_code == 413 and unmeasured.json["field"] == "body"
+    assert _balance(state) == 1500  # the first only
+
+
+def test_json_numbers_are_read_exactly(client, state):
+    body = json.dumps({**PURCHASE, "receipt_no": 12345}).replace('"amount": 1000', '"amount": 10.99')
+    response = _post(client, body)
+    assert response.status_code == 201 and response.json == {"receipt_no": "12345", "status": "created", "points": 16}
+
+
+@pytest.mark.parametrize("receipt_no", ["R" * 65, "R%00100", "R%0A1", "%ED%A0%80", "收据-🧾"],
+                         ids=["65-chars", "nul", "newline", "surrogate-bytes", "unicode"])
+def test_refunding_a_receipt_that_cannot_exist_is_404(client, receipt_no):
+    response = client.post(f"/api/purchases/{receipt_no}/refund", headers=HEADERS)
+    assert response.status_code == 404 and response.json["status"] == "not_found"

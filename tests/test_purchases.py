@@ -47,12 +47,44 @@ def test_a_purchase_without_offset_is_shanghai_time(rules):
         ({"receipt_no": ""}, "receipt_no", "is required"),
         ({"store": "x" * 65}, "store", "at most 64"),
         ({"colour": "red"}, "colour", "unknown field"),
+        # issue 8: what JSON and CSV can be made to say; each a FieldError, never another exception
+        ({"amount": "1e30"}, "amount", "must be at most 9999999999.99"),
+        ({"amount": "1E999999"}, "amount", "must be at most 9999999999.99"),
+        ({"amount": Decimal("1E+308")}, "amount", "must be at most 9999999999.99"),
+        ({"amount": "9" * 29}, "amount", "must be at most 9999999999.99"),
+        ({"amount": 10**5000}, "amount", "must be at most 9999999999.99"),
+        ({"amount": 1e308}, "amount", "must be at most 9999999999.99"),
+        ({"amount": float("nan")}, "amount", "must be a number ≥ 0"),
+        ({"amount": float("inf")}, "amount", "must be a number ≥ 0"),
+        ({"amount": "sNaN"}, "amount", "must be a number ≥ 0"),
+        ({"amount": "1e-999999"}, "amount", "more than 2 decimal places"),
+        ({"amount": [1]}, "amount", "must be a number"),
+        ({"amount": "x" * 100_000}, "amount", "'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx… is not a number"),
+        ({"purchased_at": "0001-01-01T00:00:00"}, "purchased_at", "is out of range"),
+        ({"purchased_at": "0001-01-01T00:00:00+14:00"}, "purchased_at", "is out of range"),
+        ({"purchased_at": "9999-12-31T23:59:59-12:00"}, "purchased_at", "is out of range"),
+        ({"purchased_at": "1999-12-31T23:59:59+00:00"}, "purchased_at", "is before 2000-01-01"),
+        ({"purchased_at": 1700000000}, "purchased_at", "must be ISO 8601 text"),
+        ({"purchased_at": "2026-11-01T10:00:00\x00"}, "purchased_at", "is not an ISO 8601"),
+        ({"receipt_no": "R\x001"}, "receipt_no", "must not contain control characters (U+0000)"),
+        ({"card_no": "B000\ud8000001"}, "card_no", "must not contain control characters (U+D800)"),
+        ({"store": "店\r\n名"}, "store", "must not contain control characters (U+000D)"),
+        ({"receipt_no": Decimal("1.5")}, "receipt_no", "must be text"),
+        ({"receipt_no": ["R1"]}, "receipt_no", "must be text"),
+        ({"receipt_no": "R" * 100_000}, "receipt_no", "at most 64 characters"),
     ],
 )
 def test_bad_fields_are_named(rules, change, field, message):
     with pytest.raises(FieldError) as bad:
         parse_purchase({**GOOD, **change}, rules, utcnow())
     assert bad.value.field == field and message in str(bad.value)
+    assert len(str(bad.value)) < 120  # what the caller sent does not come back whole
+
+
+def test_json_numbers_and_negative_zero(rules):
+    """The API reads JSON numbers as Decimal: an integer receipt number is text, -0 is 0."""
+    purchase = parse_purchase({**GOOD, "receipt_no": Decimal("12345"), "amount": Decimal("-0")}, rules, utcnow())
+    assert purchase.receipt_no == "12345" and str(purchase.amount) == "0.00"
 
 
 def test_points_are_amount_times_the_tier_rate_rounded_down(db, rules):
@@ -146,3 +178,11 @@ def test_csv_import_keeps_good_rows_and_is_idempotent(app, state, tmp_path):
     assert "0 created, 2 duplicate, 2 refused" in again.output
     with state.db.read() as session:
         assert find_by_card(session, "C0000001").points_balance == 120  # 100 + 20 at rate 1
+
+
+@pytest.mark.parametrize("receipt_no", ["R\x001", "R" * 65, "R" * 100_000, "R\ud800", "R\n1", ""],
+                         ids=["nul", "65-chars", "100000-chars", "surrogate", "newline", "empty"])
+def test_refunding_a_receipt_no_purchase_can_have_is_not_found(db, receipt_no):
+    """PostgreSQL refuses a NUL in a query: such receipts are not looked up at all."""
+    with db.write() as session:
+        assert purchases.refund_purchase(session, receipt_no).status == "not_found"
