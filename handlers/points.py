@@ -30,14 +30,18 @@ def points(ctx: Context) -> str:
         expiry = ctx.text("points_expiring", points=format_points(expiring[0]), date=expiring[1].isoformat())
     else:
         expiry = ctx.text("points_no_expiry")
-    gap = rules.tier_gap(member.tier, spend)
-    if gap.next_tier is None:
-        next_tier = ctx.text("points_top_tier")
-    else:
-        next_tier = ctx.text("points_next_tier", spend=format_money(spend), needed=format_money(gap.needed),
-                             next_tier_name=gap.next_tier.name)
+    next_tier = _next_tier_line(ctx, member.tier, spend)
     return ctx.text("points_summary", name=member.name, tier_name=tier.name, card_no=member.card_no,
                     balance=format_points(member.points_balance), expiry=expiry, next_tier=next_tier)
+
+
+def _next_tier_line(ctx: Context, tier_id: str, spend: Decimal) -> str:
+    """The spend still needed for the tier above, or the top-tier thanks."""
+    gap = ctx.rules.tier_gap(tier_id, spend)
+    if gap.next_tier is None:
+        return ctx.text("points_top_tier")
+    return ctx.text("points_next_tier", spend=format_money(spend), needed=format_money(gap.needed),
+                    next_tier_name=gap.next_tier.name)
 
 
 @read_only
@@ -75,12 +79,7 @@ def benefits(ctx: Context) -> str:
         keep = ctx.text("benefits_keep_base", **values)
     else:
         keep = ctx.text("benefits_keep_short" if keep_needed else "benefits_keep_met", **values)
-    gap = rules.tier_gap(member.tier, spend)
-    if gap.next_tier is None:
-        next_tier = ctx.text("points_top_tier")
-    else:
-        next_tier = ctx.text("points_next_tier", spend=format_money(spend), needed=format_money(gap.needed),
-                             next_tier_name=gap.next_tier.name)
+    next_tier = _next_tier_line(ctx, member.tier, spend)
     lines = "\n".join(ctx.text("benefits_line", benefit=benefit) for benefit in tier.benefits)
     return ctx.text("benefits_summary", name=member.name, tier_name=tier.name, card_no=member.card_no,
                     benefits=lines, keep=keep, next_tier=next_tier)

@@ -38,6 +38,15 @@ def fail(message: str) -> NoReturn:
 DATE_OPTION = click.DateTime(["%Y-%m-%d"])
 
 
+def report_import(file: object, errors: list[tuple[int, str]], summary: str) -> None:
+    """Print an import's refused lines (stderr) and its summary; exit 1 if any line was refused."""
+    for line, reason in errors:
+        click.echo(f"{file}, line {line}: {reason}", err=True)
+    click.echo(f"{file}: {summary}")
+    if errors:
+        raise SystemExit(1)
+
+
 def reported(callback: Callable) -> Callable:
     """Wrap a command's callback: what the operator can fix (the database never migrated or out of
     reach, Redis out of reach, the project's own errors) is said in one line, exit 1 — no traceback.

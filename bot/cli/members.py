@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from flask.cli import AppGroup
 
-from bot.cli.common import DATE_OPTION, day_of, fail, state
+from bot.cli.common import DATE_OPTION, day_of, fail, report_import, state
 from storage.csvfile import open_csv
 from storage.members import find_by_card, import_members, unlock_binding
 from storage.tiers import change_tier, explain_member, hold_end
@@ -22,11 +22,7 @@ def members_import(file: Path) -> None:
     bot = state()
     with open_csv(file) as lines, bot.db.write() as session:
         report = import_members(session, lines, bot.rules, bot.today(), actor="cli")
-    for line, reason in report.errors:
-        click.echo(f"{file}, line {line}: {reason}", err=True)
-    click.echo(f"{file}: {report.summary()}")
-    if report.errors:
-        raise SystemExit(1)
+    report_import(file, report.errors, report.summary())
 
 
 @group.command("show")

@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 from flask.cli import AppGroup
 
-from bot.cli.common import state
+from bot.cli.common import report_import, state
 from storage.csvfile import open_csv
 from storage.purchases import import_purchases
 
@@ -20,8 +20,4 @@ def purchases_import(file: Path) -> None:
     bot = state()
     with open_csv(file) as lines, bot.db.write() as session:
         report = import_purchases(session, lines, bot.rules, now=bot.now(), actor="cli")
-    for line, reason in report.errors:
-        click.echo(f"{file}, line {line}: {reason}", err=True)
-    click.echo(f"{file}: {report.summary()}")
-    if report.errors:
-        raise SystemExit(1)
+    report_import(file, report.errors, report.summary())
