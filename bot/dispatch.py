@@ -29,14 +29,17 @@ from handlers import HANDLERS
 log = logging.getLogger(__name__)
 
 SUCCESS = "success"  # WeChat's "received, no reply" answer
+# Events WeChat sends by itself: they do not open the member's 48-hour customer-service window.
+SYSTEM_EVENTS = frozenset({"templatesendjobfinish", "masssendjobfinish"})
 _PENDING = "\x00pending"  # marks a message whose first copy is still being answered
 
 
 def message_key(message: BaseMessage) -> str:
     """WeChat's identity for de-duplication: MsgId, or sender + CreateTime + Event for events."""
     data = message._data
-    if data.get("MsgId"):
-        return f"msg:{data['MsgId']}"
+    msg_id = data.get("MsgId") or data.get("MsgID")  # TEMPLATESENDJOBFINISH spells it MsgID
+    if msg_id:
+        return f"msg:{msg_id}"
     return f"evt:{data.get('FromUserName')}:{data.get('CreateTime')}:{data.get('Event', '')}"
 
 
@@ -64,7 +67,7 @@ def answer_once(state: BotState, message: BaseMessage, arrived: float | None = N
             claim_key = state.keys("reply", message_key(message))
             pipe.set(claim_key, _PENDING, nx=True, ex=webhook.dedup_ttl_seconds)
             pipe.get(state.keys("dialog", message.source))
-        if window:  # WeChat lets us send customer-service messages for 48 h after a member writes
+        if window and not _from_wechat_itself(message):  # customer-service messages for 48 h after a member acts
             pipe.set(state.keys("seen", message.source), 1, ex=window * 3600)
         results = pipe.execute()
     except RedisError as exc:
@@ -87,6 +90,11 @@ def answer_once(state: BotState, message: BaseMessage, arrived: float | None = N
     except RedisError:
         log.error("Redis unavailable: the reply to %s is not kept for WeChat's retries", message.source)
     return xml
+
+
+def _from_wechat_itself(message: BaseMessage) -> bool:
+    data = message._data
+    return str(data.get("MsgType", "")).lower() == "event" and str(data.get("Event", "")).lower() in SYSTEM_EVENTS
 
 
 def _render(reply: str | None, message: BaseMessage) -> str | None:

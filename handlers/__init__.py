@@ -6,7 +6,7 @@ and add a route for it in config.yaml.
 from __future__ import annotations
 
 from bot.context import Handler
-from handlers import help, marketing, membership, points
+from handlers import help, marketing, membership, points, pushes
 
 HANDLERS: dict[str, Handler] = {
     # membership
@@ -21,6 +21,7 @@ HANDLERS: dict[str, Handler] = {
     # marketing pushes
     "unsubscribe": marketing.unsubscribe,
     "subscribe": marketing.subscribe,
+    "push_finished": pushes.push_finished,
     # help and fallbacks
     "help": help.show_help,
     "unknown_text": help.unknown_text,

@@ -179,8 +179,10 @@ class OutboxMessage(Base):
     """One push to one recipient for one occasion of a job; the unique key makes it once only.
 
     status: pending → sending (claimed by a sender) → sent | failed | unreachable | unknown;
-    or skipped (with the reason) when planned. ``unknown``: the sender died during the call,
-    so the message may have arrived; it is not sent again.
+    or skipped (with the reason) when planned. ``unknown`` (in doubt): the sender died during
+    the call, or the call timed out, so the message may have arrived; it is not sent again.
+    WeChat's TEMPLATESENDJOBFINISH event then settles sent and unknown rows: ``delivered``, or
+    ``failed`` with WeChat's status as the reason, at ``settled_at``.
     """
 
     __tablename__ = "push_outbox"
@@ -188,6 +190,7 @@ class OutboxMessage(Base):
         UniqueConstraint("job", "occasion", "recipient", name="uq_push_outbox_key"),
         Index("ix_push_outbox_status_id", "status", "id"),
         Index("ix_push_outbox_job_occasion", "job", "occasion"),
+        Index("ix_push_outbox_msgid", "msgid"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -208,7 +211,9 @@ class OutboxMessage(Base):
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     channel: Mapped[str | None] = mapped_column(String(8))  # template | custom
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # when WeChat accepted the call
+    msgid: Mapped[str | None] = mapped_column(String(32))  # what the send call returned (template messages)
+    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # when WeChat's finish event arrived
 
 
 class JobRun(Base):

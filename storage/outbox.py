@@ -3,16 +3,17 @@
 Jobs plan an audience with one INSERT ... SELECT that ignores rows already there, so a
 rerun, a crash or a second scheduler never plans anyone twice. Senders claim pending rows
 ('sending'), send, and mark them. Members who may not get marketing are planned as
-'skipped' with the reason, so `push status` can say why.
+'skipped' with the reason, so `push status` can say why. WeChat's TEMPLATESENDJOBFINISH
+event settles a sent or in-doubt row: 'delivered', or 'failed' with WeChat's status.
 """
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, and_, bindparam, case, cast, false, func, literal, select, true, update
+from sqlalchemy import Select, and_, bindparam, case, cast, false, func, literal, or_, select, true, update
 from sqlalchemy import String as SqlString
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -158,21 +159,47 @@ def stale_claimants(session: Session, older_than: datetime) -> list[str]:
     ))
 
 
-def stale_claims(session: Session, older_than: datetime, claims: Sequence[str], limit: int = 1000) -> list[int]:
-    """Rows claimed before ``older_than`` by the given (dead) senders."""
-    return list(session.scalars(
-        select(OutboxMessage.id)
+def stale_claims(session: Session, older_than: datetime, claims: Sequence[str],
+                 limit: int = 1000) -> list[tuple[int, str]]:
+    """Rows claimed before ``older_than`` by the given (dead) senders, as (id, claim)."""
+    return [tuple(row) for row in session.execute(
+        select(OutboxMessage.id, OutboxMessage.claim)
         .where(OutboxMessage.status == "sending", OutboxMessage.claimed_at < older_than,
                OutboxMessage.claim.in_(claims))
         .order_by(OutboxMessage.id).limit(limit)
-    ))
+    )]
 
 
-def release(session: Session, ids: Sequence[int], status: str, reason: str | None = None) -> None:
+@dataclass(frozen=True)
+class HeldClaim:
+    """Rows a sender holds ('sending'), by claim: for saying what another sender still has."""
+
+    claim: str
+    count: int
+    first_claimed: datetime
+    last_claimed: datetime
+
+
+def held_claims(session: Session) -> list[HeldClaim]:
+    """Every sender's rows still in 'sending', grouped by claim."""
+    rows = session.execute(
+        select(OutboxMessage.claim, func.count(), func.min(OutboxMessage.claimed_at),
+               func.max(OutboxMessage.claimed_at))
+        .where(OutboxMessage.status == "sending")
+        .group_by(OutboxMessage.claim)
+    ).all()
+    return [HeldClaim(*row) for row in rows if row[0]]
+
+
+def release(session: Session, ids: Sequence[int], status: str, reason: str | None = None,
+            channel: str | None = None) -> None:
     if ids:
+        values = {"status": status, "reason": reason, "claim": None}
+        if channel is not None:
+            values["channel"] = channel
         session.execute(
             update(OutboxMessage).where(OutboxMessage.id.in_(ids), OutboxMessage.status == "sending")
-            .values(status=status, reason=reason, claim=None)
+            .values(**values)
             .execution_options(synchronize_session=False)
         )
 
@@ -180,43 +207,167 @@ def release(session: Session, ids: Sequence[int], status: str, reason: str | Non
 @dataclass(frozen=True)
 class Outcome:
     id: int
-    status: str  # sent | failed | unreachable | pending (retry later)
+    status: str  # sent | failed | unreachable | unknown (in doubt)
     reason: str | None
     channel: str | None
     attempts: int
+    msgid: str | None = None  # what WeChat's answer carried (template messages)
+    at: datetime | None = None  # when the call returned
+
+    def as_marker(self) -> dict:
+        """The outcome as a small JSON-able dict (the per-push Redis marker)."""
+        return {"s": self.status, "r": self.reason, "c": self.channel, "n": self.attempts, "m": self.msgid,
+                "t": self.at.isoformat() if self.at else None}
+
+    @classmethod
+    def from_marker(cls, push_id: int, marker: dict) -> "Outcome":
+        at = marker.get("t")
+        return cls(push_id, marker["s"], marker.get("r"), marker.get("c"), int(marker.get("n") or 1),
+                   marker.get("m"), datetime.fromisoformat(at) if at else None)
 
 
-def record_outcomes(session: Session, outcomes: Sequence[Outcome], now: datetime) -> None:
-    """Write what happened to each claimed row; members WeChat refused are marked unreachable."""
+def record_outcomes(session: Session, outcomes: Sequence[Outcome], now: datetime,
+                    claims: str | Mapping[int, str]) -> None:
+    """Write what happened to each claimed row; members WeChat refused are marked unreachable.
+
+    ``claims``: the sender's claim id (or each row's): a row only takes the outcome of the
+    sender that holds it. A row WeChat's finish event settled meanwhile keeps that status.
+    """
     table = OutboxMessage.__table__
-    if outcomes:
-        session.connection().execute(  # one executemany for the whole batch
-            update(table).where(table.c.id == bindparam("row_id")).values(
-                status=bindparam("new_status"), reason=bindparam("new_reason"), channel=bindparam("new_channel"),
-                attempts=table.c.attempts + bindparam("tries"), sent_at=bindparam("when"), claim=None),
-            [{"row_id": o.id, "new_status": o.status, "new_reason": o.reason, "new_channel": o.channel,
-              "tries": o.attempts, "when": now if o.status == "sent" else None} for o in outcomes],
-        )
-    refused = [o.id for o in outcomes if o.status == "unreachable"]
-    if refused:
+    if not outcomes:
+        return
+    settled = table.c.settled_at.is_not(None)
+    session.connection().execute(  # one executemany for the whole batch
+        update(table).where(table.c.id == bindparam("row_id"), table.c.claim == bindparam("row_claim")).values(
+            status=case((settled, table.c.status), else_=bindparam("new_status", type_=SqlString)),
+            reason=case((settled, table.c.reason), else_=bindparam("new_reason", type_=SqlString)),
+            channel=bindparam("new_channel"),
+            msgid=func.coalesce(table.c.msgid, bindparam("new_msgid", type_=SqlString)),
+            attempts=table.c.attempts + bindparam("tries"), sent_at=bindparam("when"), claim=None),
+        [{"row_id": o.id, "row_claim": claims if isinstance(claims, str) else claims[o.id],
+          "new_status": o.status, "new_reason": o.reason, "new_channel": o.channel, "new_msgid": o.msgid,
+          "tries": o.attempts, "when": (o.at or now) if o.status == "sent" else None} for o in outcomes],
+    )
+    mark_unreachable(session, [o.id for o in outcomes if o.status == "unreachable"])
+
+
+def mark_unreachable(session: Session, ids: Sequence[int]) -> None:
+    """The members of these rows (their own pushes, not staff alerts) refused the account's messages."""
+    if ids:
         session.execute(
             update(Member)
             .where(Member.id.in_(select(OutboxMessage.member_id).where(
-                OutboxMessage.id.in_(refused), OutboxMessage.staff_id.is_(None))))
+                OutboxMessage.id.in_(ids), OutboxMessage.staff_id.is_(None))))
             .values(unreachable=True)
             .execution_options(synchronize_session=False)
         )
 
 
-def requeue_unknown(session: Session, job: str, occasion: str | None = None) -> int:
+# --------------------------------------------------------------------------- settling (WeChat's finish event)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    id: int
+    status: str
+    claim: str | None
+    msgid: str | None
+    settled: bool
+
+
+def by_msgid(session: Session, msgid: str) -> Candidate | None:
+    row = session.execute(
+        select(OutboxMessage.id, OutboxMessage.status, OutboxMessage.claim, OutboxMessage.msgid,
+               OutboxMessage.settled_at.is_not(None))
+        .where(OutboxMessage.msgid == msgid).order_by(OutboxMessage.id.desc()).limit(1)
+    ).first()
+    return Candidate(*row) if row else None
+
+
+def settle_candidates(session: Session, openid: str, earliest: datetime, latest: datetime) -> list[Candidate]:
+    """Template pushes to ``openid`` that may be the one a finish event reports though no msgid was
+    recorded (the sender died or timed out during the call): in doubt or still 'sending', claimed
+    between ``earliest`` and ``latest``, the latest claim first (the closest before the event)."""
+    rows = session.execute(
+        select(OutboxMessage.id, OutboxMessage.status, OutboxMessage.claim, OutboxMessage.msgid, false())
+        .where(OutboxMessage.status.in_(("unknown", "sending")), OutboxMessage.openid == openid,
+               OutboxMessage.msgid.is_(None), OutboxMessage.settled_at.is_(None),
+               or_(OutboxMessage.channel.is_(None), OutboxMessage.channel == "template"),
+               OutboxMessage.claimed_at >= earliest, OutboxMessage.claimed_at <= latest)
+        .order_by(OutboxMessage.claimed_at.desc(), OutboxMessage.id.desc())
+    ).all()
+    return [Candidate(*row) for row in rows]
+
+
+def settle(session: Session, row_id: int, delivered: bool, reason: str | None, msgid: str | None,
+           now: datetime) -> bool:
+    """Mark a row delivered (or failed, with WeChat's reason) once; True if this call settled it.
+
+    A row still 'sending' keeps its claim, so its sender's batch write still records the call
+    (attempts, msgid) without undoing the settlement.
+    """
+    done = session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == row_id, OutboxMessage.settled_at.is_(None))
+        .values(status="delivered" if delivered else "failed", reason=None if delivered else reason,
+                settled_at=now, msgid=func.coalesce(OutboxMessage.msgid, literal(msgid, SqlString)))
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    return bool(done)
+
+
+# --------------------------------------------------------------------------- in doubt: seeing and requeueing
+
+
+@dataclass(frozen=True)
+class InDoubt:
+    id: int
+    occasion: str
+    recipient: str
+    card_no: str | None
+    name: str | None
+    staff_id: str | None
+    openid: str | None
+    channel: str | None
+    claimed_at: datetime | None
+    reason: str | None
+
+
+def in_doubt(session: Session, job: str, occasion: str | None = None) -> list[InDoubt]:
+    """A job's pushes in doubt ('unknown'), with the member each is to or about."""
+    query = (
+        select(OutboxMessage.id, OutboxMessage.occasion, OutboxMessage.recipient, Member.card_no, Member.name,
+               OutboxMessage.staff_id, OutboxMessage.openid, OutboxMessage.channel, OutboxMessage.claimed_at,
+               OutboxMessage.reason)
+        .outerjoin(Member, Member.id == OutboxMessage.member_id)
+        .where(OutboxMessage.status == "unknown", OutboxMessage.job == job)
+        .order_by(OutboxMessage.occasion, Member.card_no, OutboxMessage.id)
+    )
+    if occasion is not None:
+        query = query.where(OutboxMessage.occasion == occasion)
+    return [InDoubt(*row) for row in session.execute(query)]
+
+
+def requeue_unknown(session: Session, job: str, occasion: str | None = None, cards: Sequence[str] = (),
+                    recipients: Sequence[str] = ()) -> int:
     """Put a job's in-doubt ('unknown') rows back to pending: an operator's call, never automatic.
 
     Only after checking that those messages did not arrive (e.g. no TEMPLATESENDJOBFINISH event):
-    resending one that did would greet the member twice.
+    resending one that did would greet the member twice. ``cards`` (members' card numbers: their
+    own pushes, not staff alerts about them) and ``recipients`` (outbox recipients, e.g.
+    ``staff:M001:member:12``) narrow it to some rows; with neither, every row of the job.
     """
     where = [OutboxMessage.status == "unknown", OutboxMessage.job == job]
     if occasion is not None:
         where.append(OutboxMessage.occasion == occasion)
+    if cards or recipients:
+        chosen = []
+        if cards:
+            chosen.append(and_(OutboxMessage.staff_id.is_(None), OutboxMessage.member_id.in_(
+                select(Member.id).where(Member.card_no.in_(list(cards))))))
+        if recipients:
+            chosen.append(OutboxMessage.recipient.in_(list(recipients)))
+        where.append(or_(*chosen))
     return session.execute(
         update(OutboxMessage).where(*where).values(status="pending", reason=None, claim=None)
         .execution_options(synchronize_session=False)

@@ -26,7 +26,8 @@ KINDS: dict[str, str] = {
     "running": "a job is running for a day, by which scheduler; 1 hour",
     "ratelimit": "pushes sent in one minute, all processes; 2 minutes",
     "push-sender": "a push sender is alive (heartbeat); pushes.claim_timeout_seconds",
-    "push-attempt": "a push's call to WeChat has started; 7 days",
+    "push-marks": "a push sender's markers, one hash per claim: <id>:a a call has started (attempt, channel), "
+                  "<id>:o it returned (outcome, msgid); 7 days, dropped once the outcomes are in the database",
     "wechat": "the shared access_token (WeChat's expiry less 5 minutes) and its fetch lock (15 s)",
 }
 

@@ -44,31 +44,79 @@ def push_preview(job: str, on: datetime | None) -> None:
 @click.option("--date", "on", type=DATE_OPTION, help="As if run on this day (default today).")
 def push_run(job: str, on: datetime | None) -> None:
     """Run a job now; as idempotent as the scheduled run (nobody gets an occasion twice)."""
-    plan, planned, stats = run_job(state(), job, day_of(on))
+    bot = state()
+    plan, planned, stats = run_job(bot, job, day_of(on))
     click.echo(f"{job} for {plan.occasion}: {planned} pushes planned" + (f"; {plan.note}" if plan.note else ""))
     click.echo(f"sent {stats.sent}, failed {stats.failed}, unreachable {stats.unreachable}, "
                f"held for quiet hours {stats.held}, in doubt {stats.in_doubt}")
+    if stats.recovered or stats.recorded:
+        click.echo(f"a stopped sender's pushes: {stats.recorded} recorded as its calls had returned, "
+                   f"{stats.recovered} never tried sent now")
     for reason, count in stats.reasons.items():
         click.echo(f"  {count} × {reason}")
+    if stats.in_doubt:
+        click.echo(f"in doubt: not resent; WeChat's finish events settle template messages. "
+                   f"See them: flask --app wsgi push status --in-doubt {job}")
+    timeout = bot.rules.pushes.claim_timeout_seconds
+    for held in stats.held_elsewhere:
+        when = f"{held.recover_after:%Y-%m-%d %H:%M:%S} UTC"
+        state_of = ("its heartbeat is still there: it may be running and send them; if it stopped, they are "
+                    f"recovered from {when}") if held.heartbeat else \
+            f"its heartbeat has stopped: they are recovered from {when}"
+        click.echo(f"{held.count} pushes are held by another sender (claimed from "
+                   f"{held.first_claimed:%Y-%m-%d %H:%M:%S} UTC) and left alone for now; {state_of} "
+                   f"(pushes.claim_timeout_seconds = {timeout} s after their claim) by the next drain or "
+                   f"`push run`: untried ones are sent then, finished ones recorded, the calls it had in flight "
+                   f"marked in doubt.")
 
 
 @group.command("requeue-unknown")
 @click.argument("job", type=JOB)
 @click.option("--occasion", help="Only this occasion (e.g. 2026-06-01 or 2026-12).")
+@click.option("--card", "cards", multiple=True, help="Only this member's pushes (repeat for several).")
+@click.option("--recipient", "recipients", multiple=True,
+              help="Only this outbox recipient, e.g. staff:M001:member:12 for a staff alert (repeatable).")
 @click.option("--yes", is_flag=True, help="Confirm without asking.")
-def push_requeue_unknown(job: str, occasion: str | None, yes: bool) -> None:
-    """Send again the pushes left in doubt by a sender that died mid-call (after checking they did not arrive)."""
+def push_requeue_unknown(job: str, occasion: str | None, cards: tuple[str, ...], recipients: tuple[str, ...],
+                         yes: bool) -> None:
+    """Send again pushes left in doubt (a sender died or timed out mid-call), after checking they did not arrive."""
+    bot = state()
+    with bot.db.read() as session:
+        doubtful = outbox.in_doubt(session, job, occasion)
+    chosen = [d for d in doubtful if not (cards or recipients)
+              or (d.card_no in cards and d.staff_id is None) or d.recipient in recipients]
+    for card in cards:
+        if not any(d.card_no == card and d.staff_id is None for d in doubtful):
+            click.echo(f"{card}: no push of {job} in doubt" + (f" for {occasion}" if occasion else ""))
+    for recipient in recipients:
+        if not any(d.recipient == recipient for d in doubtful):
+            click.echo(f"{recipient}: no push of {job} in doubt" + (f" for {occasion}" if occasion else ""))
+    if not chosen:
+        click.echo("0 pushes back to pending")
+        return
     if not yes:
-        click.confirm(f"Resend {job} pushes in doubt? A member who did receive one gets it twice", abort=True)
-    with state().db.write() as session:
-        count = outbox.requeue_unknown(session, job, occasion)
+        click.confirm(f"Resend {len(chosen)} {job} pushes in doubt? A member who did receive one gets it twice",
+                      abort=True)
+    with bot.db.write() as session:
+        count = outbox.requeue_unknown(session, job, occasion, cards, recipients)
     click.echo(f"{count} pushes back to pending; the next drain (or `push run {job}`) sends them")
+
+
+# How each status reads in `push status`; the first four always show, the rest when there are any.
+SHOWN = {"sent": "sent", "delivered": "delivered", "failed": "failed", "unknown": "in doubt",
+         "unreachable": "unreachable", "sending": "being sent", "pending": "pending", "skipped": "skipped"}
+ALWAYS = ("sent", "delivered", "failed", "unknown")
 
 
 @group.command("status")
 @click.option("--runs", default=3, show_default=True, help="Runs shown per job.")
-def push_status(runs: int) -> None:
-    """Recent runs per job: sent, skipped (and why), failed (and why)."""
+@click.option("--in-doubt", "in_doubt_job", type=JOB, help="List this job's pushes in doubt, by card number.")
+@click.option("--occasion", help="With --in-doubt: only this occasion.")
+def push_status(runs: int, in_doubt_job: str | None, occasion: str | None) -> None:
+    """Recent runs per job: sent, delivered, failed (and why), in doubt, skipped (and why)."""
+    if in_doubt_job:
+        _show_in_doubt(in_doubt_job, occasion)
+        return
     with state().db.read() as session:
         statuses = outbox.recent_runs(session, runs)
     if not statuses:
@@ -77,5 +125,33 @@ def push_status(runs: int) -> None:
         run = status.run
         click.echo(f"{run.job} {run.occasion} by {run.runner} at {run.started_at:%Y-%m-%d %H:%M:%S} UTC: "
                    f"{run.planned} planned" + (f" — {run.note}" if run.note else ""))
+        totals: dict[str, int] = {}
+        for what, _, count in status.counts:
+            totals[what] = totals.get(what, 0) + count
+        if totals:
+            shown = list(ALWAYS) + [s for s in SHOWN if s not in ALWAYS and totals.get(s)]
+            shown += sorted(s for s in totals if s not in SHOWN)
+            click.echo("  " + ", ".join(f"{SHOWN.get(s, s)} {totals.get(s, 0)}" for s in shown))
         for what, reason, count in status.counts:
-            click.echo(f"    {what}: {count}" + (f" ({reason})" if reason else ""))
+            click.echo(f"    {SHOWN.get(what, what)}: {count}" + (f" ({reason})" if reason else ""))
+
+
+def _show_in_doubt(job: str, occasion: str | None) -> None:
+    with state().db.read() as session:
+        doubtful = outbox.in_doubt(session, job, occasion)
+    label = f"{job}" + (f" {occasion}" if occasion else "")
+    if not doubtful:
+        click.echo(f"{label}: no push in doubt")
+        return
+    click.echo(f"{label}: {len(doubtful)} pushes in doubt — the call was made but its answer never came; "
+               f"not resent. WeChat's finish event settles template messages; check the rest with the member.")
+    for d in doubtful:
+        who = f"{d.card_no or '-'} {d.name or ''}".strip() if d.staff_id is None \
+            else f"staff {d.staff_id} about {d.card_no or '-'} ({d.recipient})"
+        tried = f"claimed {d.claimed_at:%Y-%m-%d %H:%M:%S} UTC" if d.claimed_at else "claimed at ?"
+        click.echo(f"  {d.occasion}  {who}  {d.channel or 'template?'}  {tried}  {d.reason or ''}".rstrip())
+    cards = sorted({d.card_no for d in doubtful if d.card_no and d.staff_id is None})
+    if cards:
+        example = " ".join(f"--card {c}" for c in cards[:2])
+        click.echo(f"resend some once you know they did not arrive: flask --app wsgi push requeue-unknown {job} "
+                   f"--occasion {doubtful[0].occasion} {example}")

@@ -11,15 +11,27 @@ Serves the endpoints the bot uses with WeChat's JSON and error codes, records ev
     POST /_reset_failures                                  forget queued failures
     POST /_reset                                           forget messages, failures and tokens
     GET  /_stats                                           token fetches and counters
+    POST /_finish_events {"webhook": "http://127.0.0.1:5000/wechat", "token": "demo-token",
+                          "status": "success", "statuses": {"o1": "failed:user block"}, "again": false}
+                  for each template message recorded (and not reported yet, unless "again"), post
+                  WeChat's TEMPLATESENDJOBFINISH event with its msgid to the webhook, signed with the
+                  token like WeChat (plain mode); answers what was posted and how the webhook replied.
+                  Inside the bot (embedded default) webhook and token default to the bot's own.
+
+Template and customer-service sends answer {"errcode": 0, "errmsg": "ok", "msgid": N}.
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
+import secrets
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from xml.sax.saxutils import escape
 
+import requests
 from flask import Flask, jsonify, request
 
 ERRMSG = {
@@ -44,12 +56,31 @@ class FakeState:
     token_fetches: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     ids: Any = field(default_factory=lambda: itertools.count(1000))
+    reported: set[int] = field(default_factory=set)  # msgids whose finish event was posted
 
 
-def create_fake_app() -> Flask:
+def finish_event_xml(openid: str, msgid: int, status: str, create_time: int, account: str = "gh_fake_account") -> str:
+    """WeChat's TEMPLATESENDJOBFINISH event for one template message, as the webhook receives it."""
+    return (f"<xml><ToUserName><![CDATA[{account}]]></ToUserName>"
+            f"<FromUserName><![CDATA[{openid}]]></FromUserName><CreateTime>{create_time}</CreateTime>"
+            f"<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[TEMPLATESENDJOBFINISH]]></Event>"
+            f"<MsgID>{msgid}</MsgID><Status><![CDATA[{escape(status)}]]></Status></xml>")
+
+
+def signed_query(token: str, timestamp: int | None = None) -> dict[str, str]:
+    """signature, timestamp and nonce as WeChat puts them on a plain-mode callback."""
+    stamp, nonce = str(int(time.time()) if timestamp is None else timestamp), secrets.token_hex(8)
+    signature = hashlib.sha1("".join(sorted([token, stamp, nonce])).encode()).hexdigest()
+    return {"signature": signature, "timestamp": stamp, "nonce": nonce}
+
+
+def create_fake_app(webhook: str | None = None, token: str | None = None) -> Flask:
+    """The stand-in. ``webhook`` and ``token``: where /_finish_events posts when its request names none."""
     app = Flask("fake_wechat")
+    app.json.ensure_ascii = False  # /_sent shows the texts as written
     state = FakeState()
     app.extensions["fake_wechat"] = state
+    default_webhook, default_token = webhook, token  # (a view below is named token)
 
     def error(code: int):
         return jsonify(errcode=code, errmsg=ERRMSG.get(code, "error"))
@@ -127,7 +158,34 @@ def create_fake_app() -> Flask:
             state.blocked.clear()
             state.valid_tokens.clear()
             state.token_fetches = 0
+            state.reported.clear()
         return jsonify(ok=True)
+
+    @app.post("/_finish_events")
+    def finish_events():
+        body = request.get_json(force=True, silent=True) or {}
+        target, secret = body.get("webhook") or default_webhook, body.get("token") or default_token
+        if not target or not secret:
+            return jsonify(error="give webhook and token"), 400
+        default, statuses = str(body.get("status") or "success"), body.get("statuses") or {}
+        with state.lock:
+            due = [m for m in state.sent if m["kind"] == "template"
+                   and (body.get("again") or m["msgid"] not in state.reported)]
+            state.reported.update(m["msgid"] for m in due)
+        answers: dict[str, int] = {}
+        http = requests.Session()
+        for message in due:
+            status = str(statuses.get(message.get("touser"), default))
+            # WeChat reports after delivering: the event's CreateTime follows the send.
+            xml = finish_event_xml(message.get("touser") or "", message["msgid"], status, int(message["at"]) + 1)
+            try:
+                reply = http.post(target, params=signed_query(secret), data=xml.encode("utf-8"), timeout=10,
+                                  headers={"Content-Type": "text/xml"})
+                answer = f"{reply.status_code} {reply.text.strip()[:40]}"
+            except requests.RequestException as exc:
+                answer = type(exc).__name__
+            answers[answer] = answers.get(answer, 0) + 1
+        return jsonify(posted=len(due), answers=answers)
 
     @app.get("/_stats")
     def stats():
