@@ -146,12 +146,21 @@ def post_purchases():
 @bp.post("/purchases/<receipt_no>/refund")
 @api_key_required
 def refund(receipt_no: str):
-    """Refund a purchase: its points are reversed (what is left of them). A receipt number no
-    purchase can have (too long, control characters) is 404, like any other unknown one."""
-    from storage.purchases import refund_purchase
+    """Refund a purchase in full (no body) or in part (``{"amount": "100.00", "refund_no": "RF1"}``),
+    once per refund number; the points of that share are reversed (what is left of them). A receipt
+    number no purchase can have (too long, control characters) is 404, like any other unknown one."""
+    from storage.purchases import FieldError, parse_refund, refund_purchase
 
+    try:
+        body = read_json_body() if request.content_length or request.headers.get("Transfer-Encoding") else None
+        if isinstance(body, _RepeatedKey):
+            raise FieldError(body.key[:64], "is given more than once")
+        wanted = parse_refund(body)
+    except BodyError as exc:
+        return jsonify(error=str(exc), field=exc.field), exc.status
+    except FieldError as exc:
+        return jsonify(error=str(exc), field=exc.field), 422
     with _state().db.write() as session:
-        result = refund_purchase(session, receipt_no, actor="api")
-    status = {"refunded": 200, "already_refunded": 200, "not_found": 404}[result.status]
+        result = refund_purchase(session, receipt_no, wanted, actor="api")
+    status = {"refunded": 200, "already_refunded": 200, "not_found": 404, "refused": 422}[result.status]
     return jsonify(result.as_dict()), status
-

@@ -157,7 +157,30 @@ class Purchase(Base):
     purchased_at: Mapped[datetime] = mapped_column(UTCDateTime)
     store: Mapped[str] = mapped_column(String(64))
     points_earned: Mapped[int] = mapped_column(BigInteger, default=0)
-    refunded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Sum of its refunds (purchase_refunds); spend counts amount - refunded_amount.
+    refunded_amount: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=0, server_default="0")
+    refunded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # set when refunded in full
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PurchaseRefund(Base):
+    """One refund of (part of) a purchase, once per refund number: the store's retry changes nothing."""
+
+    __tablename__ = "purchase_refunds"
+    __table_args__ = (
+        UniqueConstraint("purchase_id", "refund_no", name="uq_purchase_refunds_purchase_refund_no"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    purchase_id: Mapped[int] = mapped_column(ForeignKey("purchases.id"))
+    refund_no: Mapped[str] = mapped_column(String(64))
+    amount: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    points_share: Mapped[int] = mapped_column(BigInteger, default=0)  # the purchase's points this refund accounts for
+    points_reversed: Mapped[int] = mapped_column(BigInteger, default=0)
+    shortfall: Mapped[int] = mapped_column(BigInteger, default=0)  # already spent: could not be taken back
+    points_expired: Mapped[int] = mapped_column(BigInteger, default=0)  # had expired: nothing to take back
+    actor: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

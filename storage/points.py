@@ -28,7 +28,7 @@ def _overview_columns(member_id: Any) -> list:
         next_day.label("next_day"),
         select(func.sum(LedgerEntry.remaining)).where(lots, LedgerEntry.expires_on == next_day)
         .correlate_except(LedgerEntry).scalar_subquery().label("next_points"),
-        select(func.sum(Purchase.amount)).where(
+        select(func.sum(Purchase.amount - Purchase.refunded_amount)).where(
             Purchase.member_id == member_id,
             Purchase.refunded_at.is_(None),
             Purchase.purchased_at >= bindparam("since", type_=UTCDateTime),

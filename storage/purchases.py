@@ -16,7 +16,7 @@ from rules import BotError, Rules
 from storage import ledger
 from storage.csvfile import CsvTable, bad_character, shown
 from storage.members import find_by_card, record_change
-from storage.models import LedgerEntry, Member, Purchase, utcnow
+from storage.models import LedgerEntry, Member, Purchase, PurchaseRefund, utcnow
 
 FIELDS = ("receipt_no", "card_no", "amount", "purchased_at", "store")
 MAX_AMOUNT = Decimal("9999999999.99")  # what Numeric(12, 2) holds
@@ -201,51 +201,123 @@ def find_card(session: Session, member_id: int) -> str | None:
     return session.scalar(select(Member.card_no).where(Member.id == member_id))
 
 
+REFUND_FIELDS = ("amount", "refund_no")
+FULL_REFUND = "full"  # the refund number of a refund of everything left, when the store gives none
+
+
+@dataclass(frozen=True)
+class RefundIn:
+    """A refund asked for: ``amount`` None refunds everything left of the purchase."""
+
+    amount: Decimal | None = None
+    refund_no: str = FULL_REFUND
+
+
+def parse_refund(raw: Mapping[str, Any] | None) -> RefundIn:
+    """Validate a refund (a JSON object, a CSV row less its receipt_no, or nothing) or raise FieldError."""
+    if raw is None:
+        return RefundIn()
+    if not isinstance(raw, Mapping):
+        raise FieldError("refund", "must be an object with " + ", ".join(REFUND_FIELDS))
+    unknown = sorted(str(name) for name in set(raw) - set(REFUND_FIELDS) - {None})
+    if unknown:
+        raise FieldError(unknown[0][:64], "unknown field")
+    amount = None if raw.get("amount") in (None, "") else _amount(raw.get("amount"))
+    if amount is not None and amount <= 0:
+        raise FieldError("amount", "must be more than 0")
+    if raw.get("refund_no") in (None, ""):
+        if amount is not None:
+            raise FieldError("refund_no", "is required with an amount (it makes a retried refund count once)")
+        return RefundIn()
+    return RefundIn(amount, _text(raw, "refund_no", 64))
+
+
 @dataclass(frozen=True)
 class RefundResult:
     receipt_no: str
-    status: str  # refunded | already_refunded | not_found
+    status: str  # refunded | already_refunded | not_found | refused
     points_reversed: int = 0
     shortfall: int = 0
     points_expired: int = 0  # the purchase's points that had expired: gone already, nothing to take back
+    refund_no: str | None = None
+    amount: Decimal | None = None
+    refunded_total: Decimal | None = None  # of the purchase, this refund included
+    reason: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"receipt_no": self.receipt_no, "status": self.status}
+        if self.refund_no is not None:
+            out["refund_no"] = self.refund_no
+        if self.status in ("refunded", "already_refunded") and self.amount is not None:
+            out.update(amount=str(self.amount), refunded_total=str(self.refunded_total))
         if self.status == "refunded":
             out.update(points_reversed=self.points_reversed, shortfall=self.shortfall)
             if self.points_expired:
                 out["points_expired"] = self.points_expired
+        if self.reason:
+            out["reason"] = self.reason
         return out
 
 
-def refund_purchase(session: Session, receipt_no: str, actor: str = "api") -> RefundResult:
-    """Mark a purchase refunded and take back its points (what is left of them; never below zero).
+def refund_purchase(session: Session, receipt_no: str, refund: RefundIn | None = None,
+                    actor: str = "api") -> RefundResult:
+    """Refund a purchase, in full or in part, once per refund number; take back the points of that share.
 
-    A receipt number no purchase can have (too long for the column, control characters) is
-    ``not_found`` without asking the database, which may refuse such text (PostgreSQL: NUL).
+    A refund of ``amount`` takes back floor(points earned × refunded so far / purchase amount) less
+    what earlier refunds took, so several partial refunds add up to the whole. Points already spent
+    cannot go below zero (the shortfall is reported and noted in the ledger); points of the purchase
+    that had expired are not taken from other points. A receipt number no purchase can have (too
+    long, control characters) is ``not_found`` without asking the database (PostgreSQL refuses NUL).
     """
+    refund = refund or RefundIn()
     if not isinstance(receipt_no, str) or len(receipt_no) > RECEIPT_NO_LENGTH or bad_character(receipt_no):
         return RefundResult(receipt_no, "not_found")
     purchase = session.scalar(select(Purchase).where(Purchase.receipt_no == receipt_no).with_for_update())
     if purchase is None:
         return RefundResult(receipt_no, "not_found")
-    if purchase.refunded_at is not None:
-        return RefundResult(receipt_no, "already_refunded")
-    purchase.refunded_at = utcnow()
+    done = session.scalar(select(PurchaseRefund).where(PurchaseRefund.purchase_id == purchase.id,
+                                                       PurchaseRefund.refund_no == refund.refund_no))
+    left = purchase.amount - purchase.refunded_amount
+    if done is not None or (refund.amount is None and left <= 0):
+        if done is not None and refund.amount is not None and done.amount != refund.amount:
+            return RefundResult(receipt_no, "refused", refund_no=refund.refund_no,
+                                reason=f"refund_no {refund.refund_no} was already used for {done.amount}")
+        return RefundResult(receipt_no, "already_refunded", refund_no=refund.refund_no,
+                            amount=done.amount if done else None, refunded_total=purchase.refunded_amount)
+    amount = left if refund.amount is None else refund.amount
+    if amount > left:
+        return RefundResult(receipt_no, "refused", refund_no=refund.refund_no,
+                            reason=f"amount {amount} is more than the {left} left to refund of {purchase.amount}")
+    earlier = session.execute(select(func.coalesce(func.sum(PurchaseRefund.points_share), 0),
+                                     func.coalesce(func.sum(PurchaseRefund.points_reversed + PurchaseRefund.shortfall), 0))
+                              .where(PurchaseRefund.purchase_id == purchase.id)).one()
+    shared_before, taken_before = int(earlier[0]), int(earlier[1])
+    refunded_total = purchase.refunded_amount + amount
+    share = (math.floor(purchase.points_earned * refunded_total / purchase.amount) if purchase.amount else
+             purchase.points_earned) - shared_before
     reversal, expired = ledger.Reversal(None, 0, 0), 0
-    if purchase.points_earned > 0:
+    if share > 0:
         lot = session.scalar(select(LedgerEntry.id).where(LedgerEntry.idempotency_key == f"purchase:{receipt_no}"))
         # Points of this purchase that expired were never used: taking others' points for them would be unfair.
-        expired = -(session.scalar(
+        lot_expired = -(session.scalar(
             select(func.sum(LedgerEntry.amount)).where(LedgerEntry.idempotency_key == f"expire:lot:{lot}")
         ) or 0) if lot else 0
-        if purchase.points_earned > expired:
-            reversal = ledger.reverse_points(
-                session, purchase.member_id, purchase.points_earned - expired,
-                reference=receipt_no, idempotency_key=f"refund:{receipt_no}", lot_id=lot,
-            )
-    record_change(session, purchase.member_id, "refund", actor, f"{receipt_no}, {reversal.reversed_points} points back")
-    return RefundResult(receipt_no, "refunded", reversal.reversed_points, reversal.shortfall, expired)
+        take = max(min(share, purchase.points_earned - lot_expired - taken_before), 0)
+        expired = share - take
+        if take:
+            key = f"refund:{receipt_no}" if refund.refund_no == FULL_REFUND else f"refund:{receipt_no}:{refund.refund_no}"
+            reversal = ledger.reverse_points(session, purchase.member_id, take, reference=receipt_no,
+                                             idempotency_key=key, lot_id=lot)
+    session.add(PurchaseRefund(purchase_id=purchase.id, refund_no=refund.refund_no, amount=amount,
+                               points_share=max(share, 0), points_reversed=reversal.reversed_points,
+                               shortfall=reversal.shortfall, points_expired=expired, actor=actor))
+    purchase.refunded_amount = refunded_total
+    if refunded_total >= purchase.amount:
+        purchase.refunded_at = utcnow()
+    record_change(session, purchase.member_id, "refund", actor,
+                  f"{receipt_no} {refund.refund_no}: {amount} CNY, {reversal.reversed_points} points back")
+    return RefundResult(receipt_no, "refunded", reversal.reversed_points, reversal.shortfall, expired,
+                        refund.refund_no, amount, refunded_total)
 
 
 # --------------------------------------------------------------------------- CSV
@@ -291,6 +363,46 @@ def import_purchases(session: Session, lines: Iterable[str], rules: Rules, now: 
         result = record_purchase(session, purchase, rules, actor)
         if result.status == "refused":
             report.errors.append((record.line, result.reason or "refused"))
+        else:
+            report.results.append(result)
+    return report
+
+
+REFUND_COLUMNS = ("receipt_no", "refund_no", "amount")
+
+
+@dataclass
+class RefundImportReport:
+    results: list[RefundResult] = field(default_factory=list)
+    errors: list[tuple[int, str]] = field(default_factory=list)  # (line, reason)
+
+    def summary(self) -> str:
+        refunded = sum(1 for r in self.results if r.status == "refunded")
+        return f"{refunded} refunded, {len(self.results) - refunded} already refunded, {len(self.errors)} refused"
+
+
+def import_refunds(session: Session, lines: Iterable[str], actor: str = "cli") -> RefundImportReport:
+    """Refunds from CSV (receipt_no,refund_no,amount; an empty amount refunds everything left), each once."""
+    report = RefundImportReport()
+    table = CsvTable(lines)
+    missing = table.missing(("receipt_no",))
+    if table.error or missing:
+        report.errors.append((1, table.error or f"header lacks column(s): {', '.join(missing)}"))
+        return report
+    for record in table:
+        if record.error:
+            report.errors.append((record.line, record.error))
+            continue
+        values = {name: record.values.get(name) for name in REFUND_COLUMNS}
+        try:
+            receipt_no = _text(values, "receipt_no", RECEIPT_NO_LENGTH)
+            refund = parse_refund({k: values[k] for k in REFUND_FIELDS if values.get(k)})
+        except FieldError as exc:
+            report.errors.append((record.line, str(exc)))
+            continue
+        result = refund_purchase(session, receipt_no, refund, actor)
+        if result.status in ("refused", "not_found"):
+            report.errors.append((record.line, result.reason or f"receipt_no {receipt_no} is not a known purchase"))
         else:
             report.results.append(result)
     return report

@@ -144,7 +144,8 @@ def _purchase_facts(rules: Rules, today: date):
     return (
         select(
             Purchase.member_id.label("member_id"),
-            func.sum(case((Purchase.purchased_at >= window_start, Purchase.amount), else_=0)).label("spend"),
+            func.sum(case((Purchase.purchased_at >= window_start, Purchase.amount - Purchase.refunded_amount),
+                          else_=0)).label("spend"),
             func.sum(case((Purchase.purchased_at >= window_start, 1), else_=0)).label("purchases"),
             func.sum(case((Purchase.purchased_at >= year_start, 1), else_=0)).label("visits"),
             func.max(Purchase.purchased_at).label("last_at"),

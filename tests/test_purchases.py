@@ -156,6 +156,57 @@ def test_refund_after_the_points_expired_takes_nothing_from_other_points(db, rul
         assert ledger.check_balances(session) == []
 
 
+def test_partial_refunds_add_up_and_lower_the_spend_tiers_count(db, rules):
+    from storage import ledger, tiers
+
+    with db.write() as session:
+        make_member(session, card_no="B0000001", tier="B")
+        purchases.record_purchase(session, parse_purchase({**GOOD, "amount": "30000"}, rules, utcnow()), rules)
+    with db.write() as session:
+        for n in range(3):  # three thirds: their floors add up to all the points
+            result = purchases.refund_purchase(session, "R1", purchases.RefundIn(Decimal("10000"), f"P{n}"))
+            assert result.status == "refunded"
+    with db.read() as session:
+        member = find_by_card(session, "B0000001")
+        assert member.points_balance == 0 and ledger.check_balances(session) == []
+        purchase = session.scalar(select(Purchase))
+        assert purchase.refunded_amount == Decimal("30000.00") and purchase.refunded_at is not None
+
+
+def test_a_partial_refund_lowers_the_spend_by_its_amount(db, rules):
+    from storage import tiers
+
+    with db.write() as session:
+        member = make_member(session, card_no="B0000001", tier="B")
+        purchases.record_purchase(session, parse_purchase({**GOOD, "amount": "25000"}, rules, utcnow()), rules)
+        purchases.refund_purchase(session, "R1", purchases.RefundIn(Decimal("6000"), "P1"))
+    with db.read() as session:
+        today = rules.today(utcnow())
+        facts = tiers.member_facts(session, find_by_card(session, "B0000001"), rules, today, None)
+        assert facts.spend == Decimal("19000.00") and facts.purchases == 1  # still a visit
+        assert [c.new_tier for c in tiers.tier_changes(session, rules, today)] == ["C"]
+
+
+def test_refunds_from_csv(app, state, tmp_path):
+    with state.db.write() as session:
+        make_member(session, card_no="B0000001", tier="B")
+        for n in (1, 2):
+            purchases.record_purchase(session, parse_purchase({**GOOD, "receipt_no": f"R{n}"}, state.rules,
+                                                              utcnow()), state.rules)
+    path = tmp_path / "refunds.csv"
+    path.write_text("receipt_no,refund_no,amount\nR1,RF1,999.50\nR2,,\nNOPE,RF9,1\nR1,RF2,abc\n", encoding="utf-8")
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["refunds", "import", str(path)])
+    assert result.exit_code == 1
+    assert "line 4: receipt_no NOPE is not a known purchase" in result.output
+    assert "line 5: amount: 'abc' is not a number" in result.output
+    assert f"{path}: 2 refunded, 0 already refunded, 2 refused" in result.output
+    again = runner.invoke(args=["refunds", "import", str(path)])
+    assert f"{path}: 0 refunded, 2 already refunded, 2 refused" in again.output
+    with state.db.read() as session:  # R2 in full (2,399), R1's half: floor(2,399 × 999.50 / 1,999.99) = 1,198
+        assert find_by_card(session, "B0000001").points_balance == 2 * 2399 - 2399 - 1198
+
+
 def test_csv_import_keeps_good_rows_and_is_idempotent(app, state, tmp_path):
     with state.db.write() as session:
         make_member(session, card_no="C0000001", tier="C")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 from flask import Flask
 
-from bot.cli import db, dev, members, points, purchases, push, rules, scheduler, serve, staff
+from bot.cli import db, dev, members, points, purchases, push, refunds, rules, scheduler, serve, staff
 from bot.cli.common import reported
 
 COMMANDS = (
@@ -20,6 +20,7 @@ COMMANDS = (
     members.group,
     staff.group,
     purchases.group,
+    refunds.group,
     points.group,
     push.group,
     scheduler.group,
