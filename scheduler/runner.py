@@ -16,6 +16,7 @@ from rules import Rules
 from scheduler.delivery import drain
 from scheduler.jobs import job_schedule, run_job
 from scheduler.lease import Lease
+from storage import outbox
 from storage.redis import delete_if_same
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,10 @@ class SchedulerRunner:
         done = state.keys("fired", name, today.isoformat())
         if state.redis.exists(done):
             return
+        with state.db.read() as session:  # the database remembers across restarts (the embedded Redis does not)
+            if outbox.ran_on(session, name, today):
+                state.redis.set(done, "1", ex=3 * 24 * 3600)
+                return
         running = state.keys("running", name, today.isoformat())
         holder = self.lease.holder
         if not state.redis.set(running, holder, nx=True, ex=3600):

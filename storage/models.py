@@ -243,11 +243,12 @@ class JobRun(Base):
     """One run of a job for an occasion, for `push status`."""
 
     __tablename__ = "job_runs"
-    __table_args__ = (Index("ix_job_runs_job_id", "job", "id"),)
+    __table_args__ = (Index("ix_job_runs_job_id", "job", "id"), Index("ix_job_runs_job_day", "job", "day"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     job: Mapped[str] = mapped_column(String(32))
     occasion: Mapped[str] = mapped_column(String(32))
+    day: Mapped[date | None] = mapped_column(Date)  # the local day it ran for: a job runs at most once a day
     runner: Mapped[str] = mapped_column(String(64))  # host:pid, to see which scheduler ran it
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

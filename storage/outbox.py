@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import Select, and_, bindparam, case, cast, false, func, literal, or_, select, true, update
 from sqlalchemy import String as SqlString
@@ -377,11 +377,17 @@ def requeue_unknown(session: Session, job: str, occasion: str | None = None, car
 # --------------------------------------------------------------------------- runs and status
 
 
-def start_run(session: Session, job: str, occasion: str, runner: str) -> JobRun:
-    run = JobRun(job=job, occasion=occasion, runner=runner)
+def start_run(session: Session, job: str, occasion: str, runner: str, day: date) -> JobRun:
+    run = JobRun(job=job, occasion=occasion, runner=runner, day=day)
     session.add(run)
     session.flush()
     return run
+
+
+def ran_on(session: Session, job: str, day: date) -> bool:
+    """Whether ``job`` has a completed run for ``day`` (scheduled, caught up or by hand): then it is not run again."""
+    return session.scalar(select(JobRun.id).where(JobRun.job == job, JobRun.day == day,
+                                                  JobRun.finished_at.is_not(None)).limit(1)) is not None
 
 
 @dataclass(frozen=True)

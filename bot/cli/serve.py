@@ -8,9 +8,9 @@ import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
-from werkzeug.serving import run_simple
+from werkzeug.serving import make_server
 
-from bot.cli.common import state
+from bot.cli.common import fail, state
 from bot.dev.demo import seed_demo_data
 from bot.settings import FAKE_WECHAT_PATH
 from storage.migrate import upgrade
@@ -23,17 +23,25 @@ log = logging.getLogger(__name__)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
 def command(host: str, port: int) -> None:
-    """Start the bot: migrate, load demo members on first start (embedded mode), serve the webhook."""
+    """Start the bot: migrate, load demo members on first start (embedded mode), serve the webhook.
+
+    The port is taken first: a start that cannot have it stops there, before the scheduler has run
+    anything (starting has no side effects beyond starting).
+    """
     bot = state()
+    app = current_app._get_current_object()
+    try:
+        server = make_server(host, port, app, threaded=True)
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc} (is the bot already running? --port chooses another)")
     upgrade(bot.db)
     if bot.settings.embedded:
         seed_demo_data(bot)
-    app = current_app._get_current_object()
     mount_fake_wechat(app, host, port)  # before the scheduler starts sending
     for start in current_app.extensions.get("bot.on_serve", []):  # e.g. the embedded scheduler
         start(current_app)
     log.info("webhook at http://%s:%s/wechat (database %s)", host, port, bot.db.engine.url.render_as_string())
-    run_simple(host, port, app, threaded=True)
+    server.serve_forever()
 
 
 def mount_fake_wechat(app: Flask, host: str, port: int) -> str | None:

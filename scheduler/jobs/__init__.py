@@ -62,7 +62,7 @@ def run_job(state: "BotState", name: str, today: date, drain: bool = True
         if job.apply_before:
             job.apply_before(session, rules, today)
         plan = plan_job(session, rules, name, today)
-        run = outbox.start_run(session, name, plan.occasion, runner_name())
+        run = outbox.start_run(session, name, plan.occasion, runner_name(), today)
         planned = sum(outbox.insert_audience(session, audience) for audience in plan.audiences)
         if job.apply_after:
             job.apply_after(session, rules, today, plan)

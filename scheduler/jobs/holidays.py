@@ -17,7 +17,7 @@ def plan(session: Session, rules: Rules, today: date) -> JobPlan:
     job = rules.jobs.holidays
     holiday = job.on(today)
     if holiday is None:
-        return JobPlan(today.isoformat(), note=f"no holiday on {today}")
+        return JobPlan(today.isoformat())  # most days: nothing to say
     message = case(*[(Member.tier == tier, name) for tier, name in job.messages.items()])
     greet = member_audience("holidays", f"{holiday.id}:{today}", Member.tier.in_(job.messages), message,
                             extra=outbox.extra_json(holiday=holiday.name))
