@@ -45,6 +45,13 @@ log = logging.getLogger(__name__)
 
 UNREACHABLE = {43004, 43019, 43101, 40003}  # unfollowed, blacklisted, refused, invalid openid
 RETRYABLE = {-1, 45009, 45011}  # system busy, daily quota, minute quota: WeChat did not take the message
+EXHAUSTED = " attempts"  # how the reason of a push that failed every (retryable) attempt ends
+
+
+def transient_failure(reason: str | None) -> bool:
+    """A failure worth trying again later: WeChat was busy, over quota or out of reach for every attempt
+    (as opposed to a refusal that will not change, such as an unknown template id)."""
+    return bool(reason) and reason.endswith(EXHAUSTED)
 WINDOW_CLOSED = {45015, 45047}  # customer-service window closed / its quota spent: send the template instead
 MARKER_TTL = 7 * 24 * 3600
 # A finish event without a msgid on record matches the in-doubt push to its member claimed closest
@@ -471,7 +478,7 @@ def send_push(state: "BotState", push: Push, customer_service: bool, limiter: Ra
             notes.forget_call(push.id)
         if attempt < cfg.max_attempts:
             time.sleep(cfg.backoff_seconds * 2 ** (attempt - 1))
-    return done("failed", f"{reason} after {cfg.max_attempts} attempts", cfg.max_attempts)
+    return done("failed", f"{reason} after {cfg.max_attempts}{EXHAUSTED}", cfg.max_attempts)
 
 
 def _never_sent(exc: BaseException) -> bool:

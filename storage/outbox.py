@@ -333,14 +333,14 @@ class InDoubt:
     reason: str | None
 
 
-def in_doubt(session: Session, job: str, occasion: str | None = None) -> list[InDoubt]:
-    """A job's pushes in doubt ('unknown'), with the member each is to or about."""
+def in_doubt(session: Session, job: str, occasion: str | None = None, status: str = "unknown") -> list[InDoubt]:
+    """A job's pushes in doubt ('unknown'), or of another ``status``, with the member each is to or about."""
     query = (
         select(OutboxMessage.id, OutboxMessage.occasion, OutboxMessage.recipient, Member.card_no, Member.name,
                OutboxMessage.staff_id, OutboxMessage.openid, OutboxMessage.channel, OutboxMessage.claimed_at,
                OutboxMessage.reason)
         .outerjoin(Member, Member.id == OutboxMessage.member_id)
-        .where(OutboxMessage.status == "unknown", OutboxMessage.job == job)
+        .where(OutboxMessage.status == status, OutboxMessage.job == job)
         .order_by(OutboxMessage.occasion, Member.card_no, OutboxMessage.id)
     )
     if occasion is not None:
@@ -371,6 +371,16 @@ def requeue_unknown(session: Session, job: str, occasion: str | None = None, car
     return session.execute(
         update(OutboxMessage).where(*where).values(status="pending", reason=None, claim=None)
         .execution_options(synchronize_session=False)
+    ).rowcount or 0
+
+
+def requeue_failed(session: Session, ids: Sequence[int]) -> int:
+    """Put these failed rows back to pending (an operator's choice: they failed for a passing reason)."""
+    if not ids:
+        return 0
+    return session.execute(
+        update(OutboxMessage).where(OutboxMessage.id.in_(list(ids)), OutboxMessage.status == "failed")
+        .values(status="pending", reason=None, claim=None).execution_options(synchronize_session=False)
     ).rowcount or 0
 
 

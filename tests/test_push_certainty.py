@@ -357,7 +357,8 @@ def test_push_run_says_when_a_stopped_senders_pushes_are_recovered(app, state, d
     assert "sent 1," in result.output  # the one it had not claimed
     recover = state.now() + timedelta(seconds=state.rules.pushes.claim_timeout_seconds)
     assert "2 pushes are held by another sender" in result.output
-    assert (f"its heartbeat has stopped: they are recovered from {recover:%Y-%m-%d %H:%M:%S} UTC "
+    local = recover.astimezone(state.rules.zone)
+    assert (f"its heartbeat has stopped: they are recovered from {local:%Y-%m-%d %H:%M:%S} Asia/Shanghai "
             f"(pushes.claim_timeout_seconds = 1 s after their claim)") in result.output, result.output
     assert len(fake_wechat.sent()) == 1
     clock.now += 2  # past the claim timeout: the next run takes them back and sends them

@@ -92,13 +92,13 @@ def test_29_february_birthdays_are_greeted_on_28_february_in_other_years(state, 
 
 def test_preview_sends_nothing_and_shows_samples(app, db, fake_wechat):
     with db.write() as session:
-        bound(session, 1, tier="B", birthday=date(1980, 11, 23), name="赵雅琴")
+        card = bound(session, 1, tier="B", birthday=date(1980, 11, 23), name="赵雅琴").card_no
         bound(session, 2, tier="D", birthday=date(1980, 11, 23), opted_out=True)
     result = app.test_cli_runner().invoke(args=["push", "preview", "birthday", "--date", "2026-11-23"])
     assert result.exit_code == 0, result.output
     assert "tier B: 1 would get birthday_gift" in result.output
     assert "tier D: 1 skipped birthday_greeting (opted out)" in result.output
-    assert "sample to member:" in result.output and "赵雅琴，祝您生日快乐" in result.output
+    assert f"sample to {card} 赵雅琴: 赵雅琴，祝您生日快乐" in result.output  # by card number, as operators know them
     assert fake_wechat.sent() == []
     with db.read() as session:
         assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
@@ -213,6 +213,28 @@ def test_wechats_own_reports_do_not_open_the_customer_service_window(state, db, 
     drain(state)
     [message] = fake_wechat.sent()
     assert message["kind"] == "template"
+
+
+def test_pushes_that_failed_for_a_passing_reason_are_sent_again_after_a_look(app, state, db, fake_wechat):
+    with db.write() as session:
+        busy = bound(session, 1, tier="C", birthday=date(1990, 6, 1))
+    fake_wechat.fail(errcode=45009, times=4)  # over quota for every attempt
+    jobs.run_job(state, "birthday", date(2026, 6, 1))
+    assert fake_wechat.sent() == []
+    runner = app.test_cli_runner()
+    refused = runner.invoke(args=["push", "retry-failed", "birthday", "--occasion", "2026-06-01"], input="n\n")
+    assert f"{busy.card_no}" in refused.output and "45009" in refused.output and fake_wechat.sent() == []
+    result = runner.invoke(args=["push", "retry-failed", "birthday", "--occasion", "2026-06-01", "--yes"])
+    assert result.exit_code == 0 and "1 pushes sent again: sent 1" in result.output, result.output
+    assert per_recipient(fake_wechat.sent()) == {busy.openid: 1}
+    again = runner.invoke(args=["push", "retry-failed", "birthday", "--occasion", "2026-06-01", "--yes"])
+    assert "no push failed for a passing reason" in again.output
+
+
+def test_push_status_shows_times_in_the_rules_zone(app, state, db, fake_wechat):
+    jobs.run_job(state, "birthday", date(2026, 6, 1))
+    output = app.test_cli_runner().invoke(args=["push", "status"]).output
+    assert "Asia/Shanghai: 0 planned" in output and " UTC" not in output
 
 
 def test_the_rate_limit_holds_sends_to_the_next_minute(state, db, fake_wechat, rules_with, clock):

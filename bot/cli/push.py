@@ -7,6 +7,7 @@ import click
 from flask.cli import AppGroup
 
 from bot.cli.common import DATE_OPTION, day_of, state
+from scheduler import delivery
 from scheduler.jobs import JOBS, preview_job, run_job
 from storage import outbox
 
@@ -59,12 +60,12 @@ def push_run(job: str, on: datetime | None) -> None:
                    f"See them: flask --app wsgi push status --in-doubt {job}")
     timeout = bot.rules.pushes.claim_timeout_seconds
     for held in stats.held_elsewhere:
-        when = f"{held.recover_after:%Y-%m-%d %H:%M:%S} UTC"
+        when = _local(bot, held.recover_after)
         state_of = ("its heartbeat is still there: it may be running and send them; if it stopped, they are "
                     f"recovered from {when}") if held.heartbeat else \
             f"its heartbeat has stopped: they are recovered from {when}"
         click.echo(f"{held.count} pushes are held by another sender (claimed from "
-                   f"{held.first_claimed:%Y-%m-%d %H:%M:%S} UTC) and left alone for now; {state_of} "
+                   f"{_local(bot, held.first_claimed)}) and left alone for now; {state_of} "
                    f"(pushes.claim_timeout_seconds = {timeout} s after their claim) by the next drain or "
                    f"`push run`: untried ones are sent then, finished ones recorded, the calls it had in flight "
                    f"marked in doubt.")
@@ -102,6 +103,31 @@ def push_requeue_unknown(job: str, occasion: str | None, cards: tuple[str, ...],
     click.echo(f"{count} pushes back to pending; the next drain (or `push run {job}`) sends them")
 
 
+@group.command("retry-failed")
+@click.argument("job", type=JOB)
+@click.option("--occasion", required=True, help="The occasion (e.g. 2026-06-01 or 2026-12), as `push status` shows.")
+@click.option("--yes", is_flag=True, help="Confirm without asking.")
+def push_retry_failed(job: str, occasion: str, yes: bool) -> None:
+    """Send again the pushes that failed for a passing reason (WeChat busy, over quota, out of reach), shown first."""
+    bot = state()
+    with bot.db.read() as session:
+        failed = outbox.in_doubt(session, job, occasion, status="failed")
+    passing = [f for f in failed if delivery.transient_failure(f.reason)]
+    for f in failed:
+        who = f.card_no or f.recipient
+        click.echo(f"  {who} {f.name or ''}  {f.reason}" + ("" if f in passing else "  (not retried: it would fail again)"))
+    if not passing:
+        click.echo(f"{job} {occasion}: no push failed for a passing reason")
+        return
+    if not yes:
+        click.confirm(f"Send these {len(passing)} {job} pushes again?", abort=True)
+    with bot.db.write() as session:
+        count = outbox.requeue_failed(session, [f.id for f in passing])
+    stats = delivery.drain(bot)
+    click.echo(f"{count} pushes sent again: sent {stats.sent}, failed {stats.failed}, in doubt {stats.in_doubt}, "
+               f"held for quiet hours {stats.held}")
+
+
 # How each status reads in `push status`; the first four always show, the rest when there are any.
 SHOWN = {"sent": "sent", "delivered": "delivered", "failed": "failed", "unknown": "in doubt",
          "unreachable": "unreachable", "sending": "being sent", "pending": "pending", "skipped": "skipped"}
@@ -117,13 +143,14 @@ def push_status(runs: int, in_doubt_job: str | None, occasion: str | None) -> No
     if in_doubt_job:
         _show_in_doubt(in_doubt_job, occasion)
         return
-    with state().db.read() as session:
+    bot = state()
+    with bot.db.read() as session:
         statuses = outbox.recent_runs(session, runs)
     if not statuses:
         click.echo("no job has run yet")
     for status in statuses:
         run = status.run
-        click.echo(f"{run.job} {run.occasion} by {run.runner} at {run.started_at:%Y-%m-%d %H:%M:%S} UTC: "
+        click.echo(f"{run.job} {run.occasion} by {run.runner} at {_local(bot, run.started_at)}: "
                    f"{run.planned} planned" + (f" — {run.note}" if run.note else ""))
         totals: dict[str, int] = {}
         for what, _, count in status.counts:
@@ -148,10 +175,15 @@ def _show_in_doubt(job: str, occasion: str | None) -> None:
     for d in doubtful:
         who = f"{d.card_no or '-'} {d.name or ''}".strip() if d.staff_id is None \
             else f"staff {d.staff_id} about {d.card_no or '-'} ({d.recipient})"
-        tried = f"claimed {d.claimed_at:%Y-%m-%d %H:%M:%S} UTC" if d.claimed_at else "claimed at ?"
+        tried = f"claimed {_local(state(), d.claimed_at)}" if d.claimed_at else "claimed at ?"
         click.echo(f"  {d.occasion}  {who}  {d.channel or 'template?'}  {tried}  {d.reason or ''}".rstrip())
     cards = sorted({d.card_no for d in doubtful if d.card_no and d.staff_id is None})
     if cards:
         example = " ".join(f"--card {c}" for c in cards[:2])
         click.echo(f"resend some once you know they did not arrive: flask --app wsgi push requeue-unknown {job} "
                    f"--occasion {doubtful[0].occasion} {example}")
+
+
+def _local(bot, moment: datetime) -> str:
+    """A time as operators read it: in the rules' time zone, named."""
+    return f"{moment.astimezone(bot.rules.zone):%Y-%m-%d %H:%M:%S} {bot.rules.timezone}"

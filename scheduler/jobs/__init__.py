@@ -84,7 +84,7 @@ class Preview:
 
     plan: JobPlan
     lines: list[tuple[str, list[outbox.PreviewLine]]]  # (occasion, counts by tier, message, status, reason)
-    samples: list[tuple[str, str]]  # (recipient, rendered text)
+    samples: list[tuple[str, str]]  # (card number, or the staff member and the card, rendered text)
 
 
 def preview_job(session: Session, rules: Rules, name: str, today: date, samples: int = 3) -> Preview:
@@ -92,13 +92,15 @@ def preview_job(session: Session, rules: Rules, name: str, today: date, samples:
     plan = plan_job(session, rules, name, today)
     lines = [(a.occasion, found) for a in plan.audiences if (found := outbox.preview_audience(session, a))]
     rows = [row for audience in plan.audiences for row in outbox.sample_audience(session, audience)][:samples]
-    rendered = [(row["recipient"], _render_sample(session, rules, JOBS[name], row)) for row in rows]
-    return Preview(plan, lines, rendered)
+    return Preview(plan, lines, [_render_sample(session, rules, JOBS[name], row) for row in rows])
 
 
-def _render_sample(session: Session, rules: Rules, job: Job, row: dict) -> str:
+def _render_sample(session: Session, rules: Rules, job: Job, row: dict) -> tuple[str, str]:
+    """(who it goes to, by card number as operators know them; the text it would say)."""
     member = session.get(Member, row["member_id"]) if row["member_id"] else None
     context = push_context(member, row["extra"], rules, {})
     for key, value in job.preview_values.items():
         context.setdefault(key, value)
-    return render_text(rules.pushes.messages[row["message"]].text, context)
+    card = member.card_no if member is not None else "-"
+    who = f"staff {row['staff_id']} about {card}" if row["staff_id"] else f"{card} {member.name if member else ''}"
+    return who.strip(), render_text(rules.pushes.messages[row["message"]].text, context)
