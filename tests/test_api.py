@@ -9,6 +9,12 @@ from storage.members import find_by_card
 from tests.conftest import API_KEY
 from tests.factories import make_member
 
+
+@pytest.fixture
+def database_url(db_url) -> str:
+    return db_url  # the tests here run on SQLite and on PostgreSQL
+
+
 HEADERS = {"X-API-Key": API_KEY}
 PURCHASE = {"receipt_no": "R100", "card_no": "A0000009", "amount": 1000,
             "purchased_at": "2026-11-01T10:00:00+08:00", "store": "S1"}

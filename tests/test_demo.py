@@ -1,11 +1,18 @@
 """The embedded demo: loaded once, members of every tier in the tier their purchases give, staff who can get alerts."""
 from __future__ import annotations
 
+import pytest
+
 from sqlalchemy import func, select
 
 from bot.dev.demo import seed_demo_data
 from scheduler.jobs import run_job
 from storage.models import Member, Staff
+
+
+@pytest.fixture
+def database_url(db_url) -> str:
+    return db_url  # the tests here run on SQLite and on PostgreSQL
 
 
 def test_demo_data_is_loaded_once_and_its_staff_can_be_alerted(state, fake_wechat):

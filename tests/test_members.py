@@ -14,6 +14,12 @@ from storage.members import BindOutcome
 from storage.models import LedgerEntry, Member, MemberChange
 from tests.factories import make_member
 
+
+@pytest.fixture
+def database_url(db_url) -> str:
+    return db_url  # the tests here run on SQLite and on PostgreSQL
+
+
 TODAY = date(2026, 11, 23)
 CSV = """card_no,name,phone,birthday,tier,points,manager
 D1000001,张三,138-0000-0001,1990-05-01,D,100,

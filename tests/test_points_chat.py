@@ -10,6 +10,11 @@ from tests.factories import make_member
 
 
 @pytest.fixture
+def database_url(db_url) -> str:
+    return db_url  # the tests here run on SQLite and on PostgreSQL
+
+
+@pytest.fixture
 def member(state, clock):
     clock.now = datetime(2026, 11, 22, 20, 0, tzinfo=timezone.utc).timestamp()  # 23 Nov 04:00 in Shanghai
     rules = state.rules
