@@ -157,7 +157,7 @@ def test_refund_after_the_points_expired_takes_nothing_from_other_points(db, rul
 
 
 def test_partial_refunds_add_up_and_lower_the_spend_tiers_count(db, rules):
-    from storage import ledger, tiers
+    from storage import ledger
 
     with db.write() as session:
         make_member(session, card_no="B0000001", tier="B")
@@ -177,7 +177,7 @@ def test_a_partial_refund_lowers_the_spend_by_its_amount(db, rules):
     from storage import tiers
 
     with db.write() as session:
-        member = make_member(session, card_no="B0000001", tier="B")
+        make_member(session, card_no="B0000001", tier="B")
         purchases.record_purchase(session, parse_purchase({**GOOD, "amount": "25000"}, rules, utcnow()), rules)
         purchases.refund_purchase(session, "R1", purchases.RefundIn(Decimal("6000"), "P1"))
     with db.read() as session:

@@ -1,7 +1,6 @@
 """Redis down (a real redis-server stopped) and hung (paused with SIGSTOP): members still get real answers in time."""
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
