@@ -79,6 +79,24 @@ class CsvTable:
     def missing(self, required: Iterable[str]) -> list[str]:
         return [name for name in required if name not in self.columns]
 
+    def header_error(self, required: Iterable[str]) -> str | None:
+        """Why the file cannot be imported at all (an unreadable header, a required column missing), or None."""
+        missing = self.missing(required)
+        return self.error or (f"header lacks column(s): {', '.join(missing)}" if missing else None)
+
+    def readable(self, required: Iterable[str], errors: list[tuple[int, str]]) -> Iterator[Record]:
+        """The records csv could read, once the header has ``required``; what it cannot read goes to
+        ``errors`` as (line, reason), and the records after it are still read."""
+        problem = self.header_error(required)
+        if problem:
+            errors.append((1, problem))
+            return
+        for record in self:
+            if record.error:
+                errors.append((record.line, record.error))
+            else:
+                yield record
+
     def __iter__(self) -> Iterator[Record]:
         if self.error:
             return

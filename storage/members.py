@@ -314,9 +314,9 @@ def import_members(session: Session, lines: Iterable[str], rules: Rules, today: 
     report = ImportReport()
     lines, again = _readable_twice(lines)
     table = CsvTable(lines)
-    missing = table.missing(("card_no", "name", "phone", "tier"))
-    if table.error or missing:
-        report.errors.append((1, table.error or f"header lacks column(s): {', '.join(missing)}"))
+    problem = table.header_error(("card_no", "name", "phone", "tier"))
+    if problem:
+        report.errors.append((1, problem))
         return report
     lines_of: dict[str, list[int]] = {}
     for record in table:

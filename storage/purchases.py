@@ -346,15 +346,7 @@ def import_purchases(session: Session, lines: Iterable[str], rules: Rules, now: 
     it (a field over csv's size limit), or when the store refuses it (an unknown card).
     """
     report = PurchaseImportReport()
-    table = CsvTable(lines)
-    missing = table.missing(FIELDS)
-    if table.error or missing:
-        report.errors.append((1, table.error or f"header lacks column(s): {', '.join(missing)}"))
-        return report
-    for record in table:
-        if record.error:
-            report.errors.append((record.line, record.error))
-            continue
+    for record in CsvTable(lines).readable(FIELDS, report.errors):
         try:
             purchase = parse_purchase(record.values, rules, now)
         except FieldError as exc:
@@ -384,15 +376,7 @@ class RefundImportReport:
 def import_refunds(session: Session, lines: Iterable[str], actor: str = "cli") -> RefundImportReport:
     """Refunds from CSV (receipt_no,refund_no,amount; an empty amount refunds everything left), each once."""
     report = RefundImportReport()
-    table = CsvTable(lines)
-    missing = table.missing(("receipt_no",))
-    if table.error or missing:
-        report.errors.append((1, table.error or f"header lacks column(s): {', '.join(missing)}"))
-        return report
-    for record in table:
-        if record.error:
-            report.errors.append((record.line, record.error))
-            continue
+    for record in CsvTable(lines).readable(("receipt_no",), report.errors):
         values = {name: record.values.get(name) for name in REFUND_COLUMNS}
         try:
             receipt_no = _text(values, "receipt_no", RECEIPT_NO_LENGTH)
