@@ -120,7 +120,7 @@ class ApiClient(WeChatClient):
             with self._pin(token):
                 return api_call()
         except WeChatClientException as exc:
-            if _errcode(exc) not in TOKEN_ERRORS:
+            if errcode(exc) not in TOKEN_ERRORS:
                 raise
             self.tokens.drop_if_same(token)
         with self._pin(self.tokens.current(fresh=True)):
@@ -134,7 +134,8 @@ class ApiClient(WeChatClient):
         return self.call(lambda: self.message.send_template(openid, template_id, data, url=url))
 
 
-def _errcode(exc: WeChatClientException) -> int | None:
+def errcode(exc: WeChatClientException) -> int | None:
+    """WeChat's errcode of a failed call, as a number (None: no errcode, e.g. an HTTP error)."""
     try:
         return int(exc.errcode) if exc.errcode is not None else None
     except (TypeError, ValueError):

@@ -31,6 +31,7 @@ import urllib3
 from sqlalchemy import and_, func, select
 from wechatpy.exceptions import WeChatClientException
 
+from bot.wechat import errcode
 from rules import Rules, render_text
 from rules.pushes import PushMessage
 from scheduler.bulletins import read_bulletin
@@ -46,12 +47,6 @@ log = logging.getLogger(__name__)
 UNREACHABLE = {43004, 43019, 43101, 40003}  # unfollowed, blacklisted, refused, invalid openid
 RETRYABLE = {-1, 45009, 45011}  # system busy, daily quota, minute quota: WeChat did not take the message
 EXHAUSTED = " attempts"  # how the reason of a push that failed every (retryable) attempt ends
-
-
-def transient_failure(reason: str | None) -> bool:
-    """A failure worth trying again later: WeChat was busy, over quota or out of reach for every attempt
-    (as opposed to a refusal that will not change, such as an unknown template id)."""
-    return bool(reason) and reason.endswith(EXHAUSTED)
 WINDOW_CLOSED = {45015, 45047}  # customer-service window closed / its quota spent: send the template instead
 MARKER_TTL = 7 * 24 * 3600
 # A finish event without a msgid on record matches the in-doubt push to its member claimed closest
@@ -59,6 +54,12 @@ MARKER_TTL = 7 * 24 * 3600
 SETTLE_WINDOW = timedelta(minutes=10)
 CLOCK_SKEW = timedelta(seconds=60)
 USER_BLOCK = "failed:user block"  # the member refuses the account's messages (as errcode 43101)
+
+
+def transient_failure(reason: str | None) -> bool:
+    """A failure worth trying again later: WeChat was busy, over quota or out of reach for every attempt
+    (as opposed to a refusal that will not change, such as an unknown template id)."""
+    return bool(reason) and reason.endswith(EXHAUSTED)
 
 
 @dataclass
@@ -454,8 +455,7 @@ def send_push(state: "BotState", push: Push, customer_service: bool, limiter: Ra
                 else:
                     result = client.send_template(push.openid, push.message.template_id, push.data)
             except WeChatClientException as exc:
-                code = _code(exc)
-                reason = f"{code} {exc.errmsg}" if code is not None else f"HTTP {_http_status(exc)}"
+                code, reason = errcode(exc), _describe(exc)
                 if code in UNREACHABLE:
                     return done("unreachable", reason, attempt)
                 if channel == "custom" and code in WINDOW_CLOSED:
@@ -501,17 +501,10 @@ def _never_sent(exc: BaseException) -> bool:
 
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, WeChatClientException):
-        code = _code(exc)
+        code = errcode(exc)
         return f"{code} {exc.errmsg}" if code is not None else f"HTTP {_http_status(exc)}"
     cause = exc.__cause__  # the transport's own error (bot/http.py wraps urllib3's), e.g. ReadTimeoutError
     return type(cause).__name__ if isinstance(cause, urllib3.exceptions.HTTPError) else type(exc).__name__
-
-
-def _code(exc: WeChatClientException) -> int | None:
-    try:
-        return int(exc.errcode) if exc.errcode is not None else None
-    except (TypeError, ValueError):
-        return None
 
 
 def _http_status(exc: WeChatClientException) -> int | None:

@@ -320,7 +320,7 @@ def settle(session: Session, row_id: int, delivered: bool, reason: str | None, m
 
 
 @dataclass(frozen=True)
-class InDoubt:
+class ListedPush:
     id: int
     occasion: str
     recipient: str
@@ -333,8 +333,8 @@ class InDoubt:
     reason: str | None
 
 
-def in_doubt(session: Session, job: str, occasion: str | None = None, status: str = "unknown") -> list[InDoubt]:
-    """A job's pushes in doubt ('unknown'), or of another ``status``, with the member each is to or about."""
+def pushes_with_status(session: Session, job: str, status: str, occasion: str | None = None) -> list[ListedPush]:
+    """A job's pushes with ``status`` ('unknown': in doubt; 'failed'), with the member each is to or about."""
     query = (
         select(OutboxMessage.id, OutboxMessage.occasion, OutboxMessage.recipient, Member.card_no, Member.name,
                OutboxMessage.staff_id, OutboxMessage.openid, OutboxMessage.channel, OutboxMessage.claimed_at,
@@ -345,7 +345,7 @@ def in_doubt(session: Session, job: str, occasion: str | None = None, status: st
     )
     if occasion is not None:
         query = query.where(OutboxMessage.occasion == occasion)
-    return [InDoubt(*row) for row in session.execute(query)]
+    return [ListedPush(*row) for row in session.execute(query)]
 
 
 def requeue_unknown(session: Session, job: str, occasion: str | None = None, cards: Sequence[str] = (),

@@ -83,7 +83,7 @@ def push_requeue_unknown(job: str, occasion: str | None, cards: tuple[str, ...],
     """Send again pushes left in doubt (a sender died or timed out mid-call), after checking they did not arrive."""
     bot = state()
     with bot.db.read() as session:
-        doubtful = outbox.in_doubt(session, job, occasion)
+        doubtful = outbox.pushes_with_status(session, job, "unknown", occasion)
     chosen = [d for d in doubtful if not (cards or recipients)
               or (d.card_no in cards and d.staff_id is None) or d.recipient in recipients]
     for card in cards:
@@ -111,7 +111,7 @@ def push_retry_failed(job: str, occasion: str, yes: bool) -> None:
     """Send again the pushes that failed for a passing reason (WeChat busy, over quota, out of reach), shown first."""
     bot = state()
     with bot.db.read() as session:
-        failed = outbox.in_doubt(session, job, occasion, status="failed")
+        failed = outbox.pushes_with_status(session, job, "failed", occasion)
     passing = [f for f in failed if delivery.transient_failure(f.reason)]
     for f in failed:
         who = f.card_no or f.recipient
@@ -165,7 +165,7 @@ def push_status(runs: int, in_doubt_job: str | None, occasion: str | None) -> No
 
 def _show_in_doubt(job: str, occasion: str | None) -> None:
     with state().db.read() as session:
-        doubtful = outbox.in_doubt(session, job, occasion)
+        doubtful = outbox.pushes_with_status(session, job, "unknown", occasion)
     label = f"{job}" + (f" {occasion}" if occasion else "")
     if not doubtful:
         click.echo(f"{label}: no push in doubt")
