@@ -263,12 +263,7 @@ def parse_member_row(raw: dict[str, str | None], rules: Rules) -> MemberRow:
     phone = normalise_phone(values["phone"])
     if not 6 <= len(phone) <= 15:
         raise RowError(f"phone {values['phone']!r} is not a phone number")
-    birthday = None
-    if values["birthday"]:
-        try:
-            birthday = date.fromisoformat(values["birthday"])
-        except ValueError:
-            raise RowError(f"birthday {values['birthday']!r} is not a date in YYYY-MM-DD form") from None
+    birthday = _optional_date(values, "birthday")
     tier_ids = [t.id for t in rules.tiers]
     if values["tier"] not in tier_ids:
         raise RowError(f"tier {values['tier']!r} is not one of {', '.join(tier_ids)}")
@@ -288,16 +283,21 @@ def parse_member_row(raw: dict[str, str | None], rules: Rules) -> MemberRow:
         # 10**10 before quantize: quantize cannot hold 1e30 and fails
         if not spend.is_finite() or spend < 0 or spend >= 10**10 or spend != spend.quantize(Decimal("0.01")):
             raise RowError(f"spend {values['spend']!r} must be an amount ≥ 0 with at most 2 decimals")
-    spend_since = None
-    if values["spend_since"]:
-        try:
-            spend_since = date.fromisoformat(values["spend_since"])
-        except ValueError:
-            raise RowError(f"spend_since {values['spend_since']!r} is not a date in YYYY-MM-DD form") from None
-        if spend is None:
-            raise RowError("spend_since is given without spend")
+    spend_since = _optional_date(values, "spend_since")
+    if spend_since is not None and spend is None:
+        raise RowError("spend_since is given without spend")
     return MemberRow(card_no, values["name"], phone, birthday, values["tier"], points, values["manager"] or None,
                      spend, spend_since)
+
+
+def _optional_date(values: dict[str, str], column: str) -> date | None:
+    """The column's date (YYYY-MM-DD), or None when it is empty."""
+    if not values[column]:
+        return None
+    try:
+        return date.fromisoformat(values[column])
+    except ValueError:
+        raise RowError(f"{column} {values[column]!r} is not a date in YYYY-MM-DD form") from None
 
 
 def import_members(session: Session, lines: Iterable[str], rules: Rules, today: date,
