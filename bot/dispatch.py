@@ -169,7 +169,7 @@ def keyword_route(ctx: Context) -> Match | None:
             match = router.match_click(str(raw.get("EventKey") or ""))
             if match:
                 return match
-        handler = rules.events.get(event)
+        handler = rules.wechat_events.get(event)
         return Match(handler) if handler else None
     if not isinstance(message, TextMessage):
         return None

@@ -32,7 +32,7 @@ class Rules(Frozen):
     dialog: DialogRules
     webhook: WebhookRules
     routes: list[Route]
-    events: dict[str, str]  # lower-case WeChat event name -> handler
+    wechat_events: dict[str, str]  # lower-case WeChat event name -> handler
     fallbacks: Fallbacks
     messages: Messages
     pushes: PushRules
@@ -71,7 +71,7 @@ class Rules(Frozen):
                 raise ValueError(f"min_spend must rise from tier {lower.id} to tier {higher.id}")
         return tiers
 
-    @field_validator("events")
+    @field_validator("wechat_events")
     @classmethod
     def _lower_event_names(cls, events: dict[str, str]) -> dict[str, str]:
         return {name.lower(): handler for name, handler in events.items()}
@@ -116,5 +116,5 @@ class Rules(Frozen):
         return TierGap(higher, max(higher.min_spend - spend, Decimal(0)))
 
     def handler_names(self) -> set[str]:
-        names = {route.handler for route in self.routes} | set(self.events.values())
+        names = {route.handler for route in self.routes} | set(self.wechat_events.values())
         return names | {self.fallbacks.text, self.fallbacks.other}
