@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import Select, and_, bindparam, case, cast, false, func, literal, or_, select, true, update
+from sqlalchemy import BigInteger, Select, and_, bindparam, case, cast, false, func, literal, or_, select, true, update
 from sqlalchemy import String as SqlString
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -45,9 +45,24 @@ class Audience:
     rows: Select
 
 
-def member_audience(job: str, occasion: str, where, message, extra: str | None = None, extra_sql=None) -> Audience:
-    """Members matching ``where`` get ``message`` (a name, or a SQL expression choosing one)."""
-    reason = marketing_skip_reason()
+def service_skip_reason():
+    """Why a member cannot get a push they asked for (a booking, a redemption): None when they can."""
+    return case(
+        (Member.openid.is_(None), "not bound"),
+        (Member.subscribed.is_(false()), "unfollowed"),
+        (Member.unreachable.is_(true()), "unreachable"),
+        else_=None,
+    )
+
+
+def member_audience(job: str, occasion: str, where, message, extra: str | None = None, extra_sql=None,
+                    marketing: bool = True) -> Audience:
+    """Members matching ``where`` get ``message`` (a name, or a SQL expression choosing one).
+
+    ``marketing`` False: service messages about what the member did themselves, not held by
+    quiet hours, opt-out or lapsing.
+    """
+    reason = marketing_skip_reason() if marketing else service_skip_reason()
     extra_value = extra_sql if extra_sql is not None else literal(extra, SqlString)
     rows = select(
         literal(job).label("job"),
@@ -57,7 +72,7 @@ def member_audience(job: str, occasion: str, where, message, extra: str | None =
         literal(None, SqlString).label("staff_id"),
         Member.openid.label("openid"),
         (literal(message) if isinstance(message, str) else message).label("message"),
-        literal(True).label("marketing"),
+        literal(marketing).label("marketing"),
         Member.tier.label("tier"),
         extra_value.label("extra"),
         case((reason.is_(None), "pending"), else_="skipped").label("status"),
@@ -100,6 +115,43 @@ def insert_audience(session: Session, audience: Audience) -> int:
         .on_conflict_do_nothing(index_elements=["job", "occasion", "recipient"])
     )
     return session.execute(statement).rowcount or 0
+
+
+def enqueue_member_push(session: Session, job: str, occasion: str, member_id: int, message: str,
+                        extra: str | None = None, marketing: bool = True) -> bool:
+    """Plan one push to one member (a waitlist promotion, an expired code...); once per occasion.
+
+    ``marketing`` False: something the member asked for themselves, not held by quiet hours,
+    opt-out or lapsing (see ``member_audience``). Returns True when planned now, False when
+    this occasion was already planned for them.
+    """
+    audience = member_audience(job, occasion, Member.id == member_id, message, extra=extra, marketing=marketing)
+    return insert_audience(session, audience) > 0
+
+
+def enqueue_staff_push(session: Session, job: str, occasion: str, staff_id: str, message: str,
+                       member_id: int | None = None, extra: str | None = None) -> bool:
+    """Plan one alert to one staff member (never held by quiet hours); once per occasion.
+
+    ``member_id`` names the member it is about, whose data the text may use. Returns True when planned now.
+    """
+    reason = case((Staff.openid.is_(None), "staff has no openid"), else_=None)
+    recipient = f"staff:{staff_id}" + (f":member:{member_id}" if member_id is not None else "")
+    rows = select(
+        literal(job).label("job"),
+        literal(occasion).label("occasion"),
+        literal(recipient).label("recipient"),
+        literal(member_id, BigInteger).label("member_id"),
+        Staff.id.label("staff_id"),
+        Staff.openid.label("openid"),
+        literal(message).label("message"),
+        literal(False).label("marketing"),
+        literal(None, SqlString).label("tier"),
+        literal(extra, SqlString).label("extra"),
+        case((reason.is_(None), "pending"), else_="skipped").label("status"),
+        reason.label("reason"),
+    ).where(Staff.id == staff_id)
+    return insert_audience(session, Audience(job, occasion, rows)) > 0
 
 
 @dataclass(frozen=True)

@@ -580,3 +580,35 @@ def test_a_day_given_to_two_holidays_is_refused(rules_with):
             "at": "09:30", "messages": {"D": "holiday_greeting"},
             "holidays": [{"id": "a", "name": "甲", "dates": ["2027-02-06"]},
                          {"id": "b", "name": "乙", "dates": ["2027-02-06"]}]}})
+
+
+# --------------------------------------------------------------------------- one push for one occasion
+
+
+def test_one_push_to_one_member_or_staff_is_planned_once_and_delivered(state, db, fake_wechat, rules_with):
+    from storage import outbox
+    from storage.members import add_staff
+
+    state.rules_holder._rules = rules_with(pushes={**PUSHES, "quiet_hours": {"start": "00:00", "end": "23:59:59"}})
+    with db.write() as session:
+        add_staff(session, "S1", "李客服", openid="o-service")
+        opted_out = bound(session, 1, tier="C", opted_out=True)
+        lapsed = bound(session, 2, tier="D", segment="lapsed")
+        extra = outbox.extra_json(voucher_code="X1", voucher_valid_until="2026-12-01")
+        assert outbox.enqueue_member_push(session, "gifts", "code-X1", opted_out.id, "birthday_gift",
+                                          extra=extra, marketing=False)
+        assert not outbox.enqueue_member_push(session, "gifts", "code-X1", opted_out.id, "birthday_gift",
+                                              extra=extra, marketing=False)
+        assert outbox.enqueue_member_push(session, "gifts", "news", lapsed.id, "birthday_greeting")
+        assert outbox.enqueue_staff_push(session, "tickets", "T1", "S1", "manager_birthday_alert", member_id=lapsed.id)
+        assert not outbox.enqueue_staff_push(session, "tickets", "T1", "S1", "manager_birthday_alert",
+                                             member_id=lapsed.id)
+    drain(state)
+    sent = {m["touser"]: m for m in fake_wechat.sent()}
+    # A service message reaches an opted-out member even in quiet hours; marketing to a lapsed one does not.
+    assert sorted(sent) == ["o-1-C", "o-service"]
+    assert "X1" in sent["o-1-C"]["data"]["first"]["value"]
+    assert lapsed.name in sent["o-service"]["data"]["first"]["value"]
+    with db.read() as session:
+        skipped = session.scalars(select(OutboxMessage).where(OutboxMessage.status == "skipped")).all()
+        assert [(row.member_id, row.reason) for row in skipped] == [(lapsed.id, "lapsed")]
