@@ -62,19 +62,25 @@ def wait_for_http(url: str, timeout: float = 30) -> None:
 
 
 def reuse_or_create(path: Path, members: int) -> bool:
-    """True if ``path`` already holds a benchmark database of ``members``; else an empty migrated one is made."""
+    """True if ``path`` already holds a benchmark database of ``members`` (brought up to the current
+    schema); else an empty migrated one is made."""
     import sqlite3
 
     from storage.db import Database
     from storage.migrate import upgrade
 
+    db = Database(f"sqlite:///{path}")
     if path.exists():
         with sqlite3.connect(path) as conn:
-            if conn.execute("SELECT count(*) FROM members").fetchone()[0] == members:
-                print(f"using {path} ({members:,} members)", flush=True)
-                return True
+            reusable = conn.execute("SELECT count(*) FROM members").fetchone()[0] == members
+        if reusable:
+            upgrade(db)  # a database built by an older checkout gets the newer migrations
+            db.dispose()
+            print(f"using {path} ({members:,} members)", flush=True)
+            return True
+        db.dispose()
         path.unlink()
-    db = Database(f"sqlite:///{path}")
+        db = Database(f"sqlite:///{path}")
     upgrade(db)
     db.dispose()
     return False
