@@ -69,7 +69,9 @@ def test_birthday_by_tier_with_gift_alert_and_skips(app, state, db, fake_wechat)
         voucher = session.scalar(select(Voucher).where(Voucher.member_id == b.id))
     assert voucher.valid_until == today + timedelta(days=30)
     assert voucher.code in sent[b.openid]["data"]["first"]["value"]
-    assert sent["o-manager"]["template_id"] == "TPL_STAFF_ALERT" and a.card_no in sent["o-manager"]["data"]["first"]["value"]
+    staff_alert = sent["o-manager"]  # WeChat's 2023 rules: no first/remark lines in staff templates
+    assert staff_alert["template_id"] == "TPL_STAFF_ALERT" and set(staff_alert["data"]) == {"keyword1", "keyword2"}
+    assert staff_alert["data"]["keyword1"]["value"] == a.name
 
     again = jobs.run_job(state, "birthday", today)  # a rerun sends nobody anything twice
     assert again[1] == 0 and len(fake_wechat.sent()) == 3
