@@ -193,9 +193,8 @@ def staff_resolve(ctx: Context) -> str:
         with ctx.db.write() as session:
             ticket = complaints.staff_ticket(session, ctx.staff, number)
             member = session.get(complaints.Member, ticket.member_id)
-            ticket = complaints.resolve(session, ctx.rules, ctx.now, ctx.staff, number, summary,
-                                        window_open=_window_open(ctx, member.openid))
-            asked = ticket.rating_asked_at == ctx.now
+            ticket, asked = complaints.resolve(session, ctx.rules, ctx.now, ctx.staff, number, summary,
+                                               window_open=_window_open(ctx, member.openid))
             return ctx.text("staff_resolved", ticket_no=ticket.number,
                             rating_note="，并请会员评价" if asked else "")
     except TicketError as exc:

@@ -427,7 +427,7 @@ def transfer(session: Session, rules: Rules, now: datetime, staff, number: str, 
 
 
 def resolve(session: Session, rules: Rules, now: datetime, staff, number: str, summary: str,
-            window_open: bool) -> Ticket:
+            window_open: bool) -> tuple[Ticket, bool]:
     """Resolve once (a second, concurrent 解决 is told it is resolved already); the member gets the summary,
     with one request to rate while their customer-service window is open; the assignee a call-back task."""
     if not summary.strip():
@@ -454,7 +454,7 @@ def resolve(session: Session, rules: Rules, now: datetime, staff, number: str, s
     if days is not None:
         create_callback(session, rules, now, f"ticket:{ticket.id}:{ticket.period}", ticket.member_id,
                         ticket.assignee_id or staff.id, "resolved", now + timedelta(days=days), ticket.id)
-    return ticket
+    return ticket, ask
 
 
 @dataclass
