@@ -610,7 +610,7 @@ def test_one_push_to_one_member_or_staff_is_planned_once_and_delivered(state, db
     # A service message reaches an opted-out member even in quiet hours; marketing to a lapsed one does not.
     assert sorted(sent) == ["o-1-C", "o-service"]
     assert "X1" in sent["o-1-C"]["data"]["first"]["value"]
-    assert lapsed.name in sent["o-service"]["data"]["first"]["value"]
+    assert lapsed.name == sent["o-service"]["data"]["keyword1"]["value"]  # staff templates: no first line
     with db.read() as session:
         skipped = session.scalars(select(OutboxMessage).where(OutboxMessage.status == "skipped")).all()
         assert [(row.member_id, row.reason) for row in skipped] == [(lapsed.id, "lapsed")]
