@@ -164,3 +164,25 @@ def refund(receipt_no: str):
         result = refund_purchase(session, receipt_no, wanted, actor="api")
     status = {"refunded": 200, "already_refunded": 200, "not_found": 404, "refused": 422}[result.status]
     return jsonify(result.as_dict()), status
+
+
+@bp.get("/reports/complaints")
+@api_key_required
+def complaints_report():
+    """The complaints report of a month (``?month=YYYY-MM``, default this month in the rules' zone):
+    opened, resolved, share within the SLA, median first response and resolution hours, average rating,
+    overall, by priority and by category (as `flask --app wsgi complaints report --json`)."""
+    import re
+
+    from storage.complaints import TicketError, report
+
+    state = _state()
+    month = request.args.get("month") or f"{state.today():%Y-%m}"
+    if not re.fullmatch(r"\d{4}-\d{2}", month) or not 1 <= int(month[5:]) <= 12:
+        return jsonify(error="month: must be YYYY-MM", field="month"), 422
+    try:
+        with state.db.read() as session:
+            data = report(session, state.rules, month)
+    except TicketError:
+        return jsonify(error="month: must be YYYY-MM", field="month"), 422
+    return jsonify(data)

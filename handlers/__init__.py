@@ -6,7 +6,7 @@ and add a route for it in config.yaml.
 from __future__ import annotations
 
 from bot.context import Handler
-from handlers import help, marketing, membership, points, pushes
+from handlers import complaints, help, marketing, membership, points, pushes, staff
 
 HANDLERS: dict[str, Handler] = {
     # membership
@@ -22,6 +22,24 @@ HANDLERS: dict[str, Handler] = {
     "unsubscribe": marketing.unsubscribe,
     "subscribe": marketing.subscribe,
     "push_finished": pushes.push_finished,
+    # complaints: members
+    "complaint": complaints.complaint,
+    "complaint_media": complaints.complaint_media,
+    "complaint_fallback": complaints.complaint_fallback,
+    "my_complaints": complaints.my_complaints,
+    "complaint_add": complaints.complaint_add,
+    "rate": complaints.rate,
+    "human": complaints.human,
+    # complaints: staff in WeChat
+    "staff_bind": staff.staff_bind,
+    "staff_tickets": staff.staff_tickets,
+    "staff_reply": staff.staff_reply,
+    "staff_wait": staff.staff_wait,
+    "staff_transfer": staff.staff_transfer,
+    "staff_resolve": staff.staff_resolve,
+    "staff_clients": staff.staff_clients,
+    "staff_callbacks": staff.staff_callbacks,
+    "staff_callback_done": staff.staff_callback_done,
     # help and fallbacks
     "help": help.show_help,
     "unknown_text": help.unknown_text,

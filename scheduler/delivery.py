@@ -607,12 +607,21 @@ def load_pushes(session, ids: list[int], rules: Rules, bulletins: dict[str, tupl
         context = push_context(member, row.extra, rules, bulletins, voucher)
         message = rules.pushes.messages[row.message]
         text = render_text(message.text, context)
-        data = {"first": {"value": text}} | {
-            key: {"value": render_text(value, context)} for key, value in message.fields.items()
-        }
+        if row.staff_id:  # staff alerts follow WeChat's 2023 template rules: no first/remark, fields ≤ 20 characters
+            data = {key: {"value": clip_field(render_text(value, context))}
+                    for key, value in message.fields.items() if key not in ("first", "remark")}
+        else:
+            data = {"first": {"value": text}} | {
+                key: {"value": render_text(value, context)} for key, value in message.fields.items()
+            }
         who = f"staff {row.staff_id}" if row.staff_id else (member.card_no if member is not None else row.recipient)
         pushes.append(Push(row.id, row.openid, message, text, data, row.job, who))
     return pushes
+
+
+def clip_field(value: str, limit: int = 20) -> str:
+    """A template field within WeChat's limit (20 characters), cut with an ellipsis."""
+    return value if len(value) <= limit else value[:limit - 1] + "…"
 
 
 def push_context(member: Member | None, extra: str | None, rules: Rules,

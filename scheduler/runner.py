@@ -14,7 +14,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from rules import Rules
 from scheduler.delivery import drain
-from scheduler.jobs import job_schedule, run_job
+from scheduler.jobs import WATCHERS, job_schedule, run_job
 from scheduler.lease import Lease
 from storage import outbox
 from storage.redis import delete_if_same
@@ -49,6 +49,9 @@ class SchedulerRunner:
                                    id=name, name=name, replace_existing=True)
         self.scheduler.add_job(drain_outbox, IntervalTrigger(seconds=rules.pushes.drain_every_seconds),
                                id="drain", name="drain", replace_existing=True)
+        for name, (_, minutes) in WATCHERS.items():
+            self.scheduler.add_job(run_watcher, IntervalTrigger(minutes=minutes(rules)), args=[name],
+                                   id=name, name=name, replace_existing=True)
         self.scheduler.add_job(renew_lease, IntervalTrigger(seconds=max(1, rules.pushes.lease_seconds / 3)),
                                id="lease", name="lease", replace_existing=True)
         log.info("jobs planned: %s", ", ".join(f"{n} {f}" for n, f in job_schedule(rules).items()))
@@ -137,6 +140,17 @@ def drain_outbox() -> None:
                          f"{held.recover_after:%Y-%m-%d %H:%M:%S} UTC")
     except Exception:
         log.exception("drain failed")
+
+
+def run_watcher(name: str) -> None:
+    """APScheduler entry point for a watcher (every few minutes): only in the scheduler holding the lease."""
+    runner = _runner
+    if runner is None or not runner.lease.held:
+        return
+    try:
+        WATCHERS[name][0](runner.state)
+    except Exception:
+        log.exception("watcher %s failed", name)
 
 
 def renew_lease() -> None:

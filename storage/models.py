@@ -68,7 +68,7 @@ class Staff(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)  # the staff id used in imports
     name: Mapped[str] = mapped_column(String(64))
     openid: Mapped[str | None] = mapped_column(String(64), unique=True)
-    role: Mapped[str] = mapped_column(String(16), default="manager")  # manager | service | admin
+    role: Mapped[str] = mapped_column(String(16), default="manager")  # manager | service | supervisor | admin
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -268,3 +268,102 @@ class Voucher(Base):
     occasion: Mapped[str] = mapped_column(String(32))
     valid_until: Mapped[date] = mapped_column(Date)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# --------------------------------------------------------------------------- complaints (DOMAIN.md: Complaints)
+
+
+class Ticket(Base):
+    """A complaint (or a 人工客服 conversation) with its 24-hour promise.
+
+    status: open → waiting (for the member: the resolution clock pauses) → open … → resolved;
+    a member's 补充 on a resolved ticket reopens it. Due times are stored (they survive restarts)
+    and recomputed from the ticket's events (storage/complaints.py: ``recompute``).
+    """
+
+    __tablename__ = "tickets"
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'waiting', 'resolved')", name="status_known"),
+        CheckConstraint("priority IN ('high', 'normal')", name="priority_known"),
+        CheckConstraint("rating IS NULL OR (rating >= 1 AND rating <= 5)", name="rating_range"),
+        Index("ix_tickets_member_id_id", "member_id", "id"),
+        Index("ix_tickets_assignee_id_status", "assignee_id", "status"),
+        Index("ix_tickets_status", "status"),
+        Index("ix_tickets_opened_at", "opened_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    number: Mapped[str] = mapped_column(String(16), unique=True)  # T20261123-0042
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    kind: Mapped[str] = mapped_column(String(12), default="complaint")  # complaint | human
+    category: Mapped[str] = mapped_column(String(32))
+    priority: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(12), default="open")
+    assignee_id: Mapped[str | None] = mapped_column(ForeignKey("staff.id"))
+    description: Mapped[str] = mapped_column(Text)
+    # What opened it (the WeChat message): a retry, even without Redis, opens nothing new.
+    request_key: Mapped[str | None] = mapped_column(String(96), unique=True)
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    first_response_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    response_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # None: answered, or paused
+    resolution_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # None: resolved, or paused
+    period: Mapped[int] = mapped_column(Integer, default=0)  # 0, then one more for each reopening
+    breached: Mapped[bool] = mapped_column(Boolean, default=False)
+    repeated: Mapped[bool] = mapped_column(Boolean, default=False)
+    summary: Mapped[str | None] = mapped_column(Text)  # the resolution, as sent to the member
+    rating_asked_period: Mapped[int | None] = mapped_column(Integer)  # the period whose resolution asked to rate
+    rating_asked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    rating: Mapped[int | None] = mapped_column(SmallInteger)
+    rating_comment: Mapped[str | None] = mapped_column(Text)
+
+
+class TicketEvent(Base):
+    """One thing that happened to a ticket, by whom and when: the thread and the audit trail.
+
+    kind: opened, media, note (the member's 补充), replied, waiting, reopened, assigned,
+    transferred, viewed, resolved, rated, breached.
+    """
+
+    __tablename__ = "ticket_events"
+    __table_args__ = (Index("ix_ticket_events_ticket_id_id", "ticket_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(64))  # "member:12", "staff:M001", "job:ticket_watch", "cli"
+    body: Mapped[str | None] = mapped_column(Text)
+    delivery: Mapped[str | None] = mapped_column(String(64))  # for replies: custom, template, in doubt …
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class StaffInvite(Base):
+    """A one-time code a staff member sends as `员工绑定 <code>` to link their WeChat."""
+
+    __tablename__ = "staff_invites"
+
+    code: Mapped[str] = mapped_column(String(16), primary_key=True)
+    staff_id: Mapped[str] = mapped_column(ForeignKey("staff.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    used_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class CallBack(Base):
+    """A call-back task (回访): after a key account's first purchase, after every resolved ticket."""
+
+    __tablename__ = "callbacks"
+    __table_args__ = (Index("ix_callbacks_staff_id_done_at", "staff_id", "done_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    source: Mapped[str] = mapped_column(String(48), unique=True)  # "purchase:<member>", "ticket:<id>:<period>"
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    staff_id: Mapped[str | None] = mapped_column(ForeignKey("staff.id"))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+    reason: Mapped[str] = mapped_column(String(16))  # first_purchase | resolved
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    done_by: Mapped[str | None] = mapped_column(String(32))
+    note: Mapped[str | None] = mapped_column(Text)

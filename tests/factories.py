@@ -38,4 +38,21 @@ def make_member(session: Session, **fields) -> Member:
     return member
 
 
-__all__ = ["WeChatServer", "event_xml", "make_member", "signature", "text_xml"]
+__all__ = ["WeChatServer", "event_xml", "make_member", "make_staff", "signature", "text_xml"]
+
+
+def make_staff(session: Session, staff_id: str, role: str = "service", openid: str | None = None, name: str | None = None):
+    """A staff member (bound to ``openid`` when given)."""
+    from storage.models import Staff
+
+    staff = Staff(id=staff_id, name=name or f"员工{staff_id}", role=role, openid=openid)
+    session.add(staff)
+    session.flush()
+    return staff
+
+
+def image_xml(openid: str, media_id: str, pic_url: str, msg_id: int, create_time: int) -> str:
+    """An image message as WeChat posts it."""
+    return (f"<xml><ToUserName><![CDATA[gh_demo_account]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>"
+            f"<CreateTime>{create_time}</CreateTime><MsgType><![CDATA[image]]></MsgType>"
+            f"<PicUrl><![CDATA[{pic_url}]]></PicUrl><MediaId><![CDATA[{media_id}]]></MediaId><MsgId>{msg_id}</MsgId></xml>")

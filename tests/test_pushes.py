@@ -69,7 +69,9 @@ def test_birthday_by_tier_with_gift_alert_and_skips(app, state, db, fake_wechat)
         voucher = session.scalar(select(Voucher).where(Voucher.member_id == b.id))
     assert voucher.valid_until == today + timedelta(days=30)
     assert voucher.code in sent[b.openid]["data"]["first"]["value"]
-    assert sent["o-manager"]["template_id"] == "TPL_STAFF_ALERT" and a.card_no in sent["o-manager"]["data"]["first"]["value"]
+    staff_alert = sent["o-manager"]  # WeChat's 2023 rules: no first/remark lines in staff templates
+    assert staff_alert["template_id"] == "TPL_STAFF_ALERT" and set(staff_alert["data"]) == {"keyword1", "keyword2"}
+    assert staff_alert["data"]["keyword1"]["value"] == a.name
 
     again = jobs.run_job(state, "birthday", today)  # a rerun sends nobody anything twice
     assert again[1] == 0 and len(fake_wechat.sent()) == 3
@@ -608,7 +610,7 @@ def test_one_push_to_one_member_or_staff_is_planned_once_and_delivered(state, db
     # A service message reaches an opted-out member even in quiet hours; marketing to a lapsed one does not.
     assert sorted(sent) == ["o-1-C", "o-service"]
     assert "X1" in sent["o-1-C"]["data"]["first"]["value"]
-    assert lapsed.name in sent["o-service"]["data"]["first"]["value"]
+    assert lapsed.name == sent["o-service"]["data"]["keyword1"]["value"]  # staff templates: no first line
     with db.read() as session:
         skipped = session.scalars(select(OutboxMessage).where(OutboxMessage.status == "skipped")).all()
         assert [(row.member_id, row.reason) for row in skipped] == [(lapsed.id, "lapsed")]

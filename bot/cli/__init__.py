@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 from flask import Flask
 
-from bot.cli import db, dev, members, points, purchases, push, refunds, rules, scheduler, serve, staff
+from bot.cli import complaints, db, dev, members, points, purchases, push, refunds, rules, scheduler, serve, staff
 from bot.cli.common import reported
 
 COMMANDS = (
@@ -24,6 +24,7 @@ COMMANDS = (
     points.group,
     push.group,
     scheduler.group,
+    complaints.group,
     *dev.COMMANDS,
 )
 

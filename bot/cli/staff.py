@@ -6,6 +6,7 @@ from flask.cli import AppGroup
 
 from bot.cli.common import state
 from storage.members import add_staff, list_staff, mask_openid
+from storage.staff import create_invite
 
 group = AppGroup("staff", help="Account managers and service staff.")
 
@@ -14,7 +15,7 @@ group = AppGroup("staff", help="Account managers and service staff.")
 @click.argument("staff_id")
 @click.argument("name")
 @click.option("--openid", help="The staff member's WeChat openid, for alerts.")
-@click.option("--role", default="manager", type=click.Choice(["manager", "service", "admin"]))
+@click.option("--role", default="manager", type=click.Choice(["manager", "service", "supervisor", "admin"]))
 def staff_add(staff_id: str, name: str, openid: str | None, role: str) -> None:
     """Create or update a staff member."""
     with state().db.write() as session:
@@ -32,3 +33,15 @@ def staff_list() -> None:
     for staff, managed in rows:
         reach = f"WeChat {mask_openid(staff.openid)}" if staff.openid else "no openid: alerts cannot reach them"
         click.echo(f"{staff.id:8} {staff.name:8} {staff.role:8} {managed:4} members  {reach}")
+
+
+@group.command("invite")
+@click.argument("staff_id")
+def staff_invite(staff_id: str) -> None:
+    """Print a one-time code (valid 24 h) the staff member sends as `员工绑定 <code>` from their own WeChat."""
+    bot = state()
+    with bot.db.write() as session:
+        invite = create_invite(session, staff_id, bot.now())
+    expires = invite.expires_at.astimezone(bot.rules.zone)
+    click.echo(f"{invite.code}  (for {staff_id}; send 员工绑定 {invite.code} from their WeChat before "
+               f"{expires:%Y-%m-%d %H:%M} {bot.rules.timezone}; it works once)")

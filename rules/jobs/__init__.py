@@ -11,6 +11,7 @@ from rules.jobs.birthday import BirthdayJob
 from rules.jobs.holidays import HolidaysJob
 from rules.jobs.monthly_bulletin import BulletinJob
 from rules.jobs.points_reset import PointsResetJob
+from rules.jobs.ticket_watch import TicketWatchJob
 from rules.jobs.tier_recalc import TierRecalcJob
 
 
@@ -20,6 +21,7 @@ class Jobs(Frozen):
     monthly_bulletin: BulletinJob
     points_reset: PointsResetJob
     tier_recalc: TierRecalcJob
+    ticket_watch: TicketWatchJob = TicketWatchJob()  # every few minutes, not daily (scheduler/jobs/ticket_watch.py)
 
     def section(self, job_id: str) -> JobSection:
         """The rules of the job with this id."""
@@ -29,4 +31,4 @@ class Jobs(Frozen):
         return {name: getattr(self, name) for name in type(self).model_fields}
 
 
-__all__ = ["BirthdayJob", "BulletinJob", "HolidaysJob", "JobSection", "Jobs", "PointsResetJob", "TierRecalcJob"]
+__all__ = ["BirthdayJob", "BulletinJob", "HolidaysJob", "JobSection", "Jobs", "PointsResetJob", "TicketWatchJob", "TierRecalcJob"]

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from rules import Rules, render_text
 from scheduler import delivery
 from scheduler.delivery import DrainStats, push_context
-from scheduler.jobs import birthday, holidays, monthly_bulletin, points_reset, tier_recalc
+from scheduler.jobs import birthday, holidays, monthly_bulletin, points_reset, ticket_watch, tier_recalc
 from scheduler.jobs.base import Job, JobPlan
 from storage import outbox
 from storage.models import Member, utcnow
@@ -36,6 +36,9 @@ JOBS: dict[str, Job] = {job.id: job for job in (
     holidays.JOB,
     monthly_bulletin.JOB,
 )}
+
+# Jobs that run every few minutes rather than once a day: id -> (run(state), minutes from the rules).
+WATCHERS = {ticket_watch.ID: (ticket_watch.run, lambda rules: rules.jobs.ticket_watch.every_minutes)}
 
 
 def job_schedule(rules: Rules) -> dict[str, dict[str, int]]:
