@@ -5,6 +5,7 @@ import click
 from flask.cli import AppGroup
 
 from bot.cli.common import state
+from storage.logins import set_password
 from storage.members import add_staff, list_staff, mask_openid
 
 group = AppGroup("staff", help="Account managers and service staff.")
@@ -14,7 +15,7 @@ group = AppGroup("staff", help="Account managers and service staff.")
 @click.argument("staff_id")
 @click.argument("name")
 @click.option("--openid", help="The staff member's WeChat openid, for alerts.")
-@click.option("--role", default="manager", type=click.Choice(["manager", "service", "admin"]))
+@click.option("--role", default="manager", type=click.Choice(["manager", "service", "supervisor", "admin"]))
 def staff_add(staff_id: str, name: str, openid: str | None, role: str) -> None:
     """Create or update a staff member."""
     with state().db.write() as session:
@@ -32,3 +33,13 @@ def staff_list() -> None:
     for staff, managed in rows:
         reach = f"WeChat {mask_openid(staff.openid)}" if staff.openid else "no openid: alerts cannot reach them"
         click.echo(f"{staff.id:8} {staff.name:8} {staff.role:8} {managed:4} members  {reach}")
+
+
+@group.command("password")
+@click.argument("staff_id")
+@click.password_option("--password", prompt="New dashboard password", help="Asked for, hidden, twice, when not given.")
+def staff_password(staff_id: str, password: str) -> None:
+    """Set the dashboard (/admin) password of a supervisor, admin or manager; stored only as a salted hash."""
+    with state().db.write() as session:
+        set_password(session, staff_id, password)
+    click.echo(f"password of staff {staff_id} set: sign in at /admin")
