@@ -108,7 +108,7 @@ def members_panel(req: Request) -> PanelView:
         [(req.label("new_members"), [m.new_members for m in moves]),
          (req.label("upgrades"), [m.upgrades for m in moves]),
          (req.label("downgrades"), [m.downgrades for m in moves])],
-        OTHER_COLOURS[:3], req.label("empty_range")))
+        ("#2e7d32", "#1565c0", "#c62828"), req.label("empty_range")))
     return view
 
 
