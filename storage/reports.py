@@ -17,6 +17,7 @@ Conventions (the README's "Dashboard" section gives each number's formula):
 """
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -126,14 +127,13 @@ def _old_tier(detail, rules: Rules):
     return case(*[(detail.like(_escape_like(t.id) + " → %", escape="\\"), t.id) for t in rules.tiers], else_=None)
 
 
-def _tier_at(rules: Rules, at: datetime):
-    """(subquery of each member's first tier change at or after ``at``, the member's tier at ``at``)."""
+def _first_changes(at: datetime):
+    """Each member's first tier change at or after ``at`` (member_id, detail): its old tier was theirs at ``at``."""
     firsts = (select(MemberChange.member_id, func.min(MemberChange.id).label("first_id"))
               .where(MemberChange.action == "tier", MemberChange.at >= at)
               .group_by(MemberChange.member_id).subquery("firsts"))
-    changes = (select(MemberChange.member_id, MemberChange.detail)
-               .join(firsts, firsts.c.first_id == MemberChange.id).subquery("first_change"))
-    return changes, func.coalesce(_old_tier(changes.c.detail, rules), Member.tier)
+    return (select(MemberChange.member_id, MemberChange.detail)
+            .join(firsts, firsts.c.first_id == MemberChange.id).subquery("first_change"))
 
 
 # --------------------------------------------------------------------------- members
@@ -214,22 +214,38 @@ def _buyers(start: datetime, end: datetime):
 
 
 def retention(session: Session, rules: Rules, period: Span, scope: Scope = EVERYONE) -> list[Retention]:
-    """Retention and churn of each tier over ``period``, the high tiers first (seed 000 第四节 Ⅱ 1.1–1.2)."""
-    changes, tier_then = _tier_at(rules, period.start)
-    bought = _buyers(period.start, period.end).subquery("bought")
-    year = _buyers(period.end - timedelta(days=YEAR_DAYS), period.end).subquery("year")
-    tier = tier_then.label("tier")
-    rows = session.execute(
-        select(tier, func.count(), func.count(bought.c.member_id), func.count() - func.count(year.c.member_id))
-        .select_from(Member)
-        .outerjoin(changes, changes.c.member_id == Member.id)
-        .outerjoin(bought, bought.c.member_id == Member.id)
-        .outerjoin(year, year.c.member_id == Member.id)
-        .where(Member.created_at < period.start, scope.members())
-        .group_by(tier)
-    )
-    found = {row[0]: Retention(row[0], row[1], row[2], row[3]) for row in rows}
-    return [found.get(t.id, Retention(t.id, 0, 0, 0)) for t in reversed(rules.tiers)]
+    """Retention and churn of each tier over ``period``, the high tiers first (seed 000 第四节 Ⅱ 1.1–1.2).
+
+    Counted as: the period's cohort by today's tier, moved to the tier they had then for the few
+    members whose tier changed since; the buyers of the period and of the year up to its end,
+    each joined to their member — never a scan of every member per purchase.
+    """
+    changes = _first_changes(period.start)
+    cohort = and_(Member.created_at < period.start, scope.members())
+
+    def by_tier_then(members: Select | None) -> Counter:
+        """Members of the cohort (those in ``members`` if given) by their tier at the period's start."""
+        counts = select(Member.tier, func.count()).where(cohort).group_by(Member.tier)
+        moved = (select(_old_tier(changes.c.detail, rules), Member.tier, func.count())
+                 .join(Member, Member.id == changes.c.member_id).where(cohort)
+                 .group_by(changes.c.detail, Member.tier))
+        if members is not None:
+            chosen = members.subquery("chosen")
+            counts = counts.join(chosen, chosen.c.member_id == Member.id)
+            moved = moved.join(chosen, chosen.c.member_id == Member.id)
+        found: Counter = Counter(dict(session.execute(counts).all()))
+        for then, now, n in session.execute(moved):
+            found[now] -= n
+            found[then] += n
+        return found
+
+    at_start = by_tier_then(None)
+
+    def buyers(start: datetime) -> Counter:
+        return by_tier_then(_buyers(start, period.end))
+
+    retained, year = buyers(period.start), buyers(period.end - timedelta(days=YEAR_DAYS))
+    return [Retention(t.id, at_start[t.id], retained[t.id], at_start[t.id] - year[t.id]) for t in reversed(rules.tiers)]
 
 
 # --------------------------------------------------------------------------- loyalty by quarter
