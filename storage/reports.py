@@ -18,7 +18,7 @@ Conventions (the README's "Dashboard" section gives each number's formula):
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -438,8 +438,3 @@ def complaints_report(session: Session, rules: Rules, months: Sequence[Span], sc
     """Opened, share within SLA, median resolution time, ratings, repeated complainers. Complaints plug in here."""
     return NOT_YET
 
-
-def flatten(rows: Iterable[object], fields: Sequence[str]) -> Iterable[tuple]:
-    """Rows of a report as tuples of ``fields`` (for tables and CSV)."""
-    for row in rows:
-        yield tuple(getattr(row, f) for f in fields)
