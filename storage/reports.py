@@ -317,8 +317,8 @@ def points_by_month(session: Session, months: Sequence[Span], scope: Scope = EVE
     month = _bucket(LedgerEntry.occurred_at, months)
     query = (select(month, LedgerEntry.kind, func.sum(LedgerEntry.amount))
              .where(_within(LedgerEntry.occurred_at, months)).group_by(month, LedgerEntry.kind))
-    if scope.manager_id:
-        query = query.join(Member, Member.id == LedgerEntry.member_id).where(scope.members())
+    if scope.manager_id:  # from the manager's few members to their entries, not the range's entries to members
+        query = query.where(LedgerEntry.member_id.in_(select(Member.id).where(scope.members())))
     sums = {(label, kind): int(total or 0) for label, kind, total in session.execute(query)}
     return [PointsMonth(s.label, sums.get((s.label, "earn"), 0), -sums.get((s.label, "redeem"), 0),
                         -sums.get((s.label, "expire"), 0), -sums.get((s.label, "reverse"), 0),
