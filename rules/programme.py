@@ -11,6 +11,7 @@ from pydantic import Field, field_validator, model_validator
 from rules.base import Frozen
 from rules.chat import ChatMessages, DialogRules, Fallbacks, Route, WebhookRules
 from rules.complaints import ComplaintMessages, ComplaintRules
+from rules.dashboard import DashboardRules
 from rules.jobs import Jobs
 from rules.membership import BindingRules, MembershipMessages
 from rules.points import PointsMessages, PointsRules, RetentionRules, SegmentRules, Tier, TierGap
@@ -39,6 +40,7 @@ class Rules(Frozen):
     pushes: PushRules
     jobs: Jobs
     complaints: ComplaintRules
+    dashboard: DashboardRules
 
     @model_validator(mode="after")
     def _jobs_name_known_things(self) -> "Rules":
@@ -61,6 +63,13 @@ class Rules(Frozen):
         strangers = sorted(named - {t.id for t in self.tiers})
         if strangers:
             raise ValueError(f"complaints name unknown tier(s): {', '.join(strangers)}")
+        return self
+
+    @model_validator(mode="after")
+    def _dashboard_colours_every_tier(self) -> "Rules":
+        tiers = {t.id for t in self.tiers}
+        if set(self.dashboard.tier_colours) != tiers:
+            raise ValueError(f"dashboard.tier_colours must give a colour to each tier: {', '.join(sorted(tiers))}")
         return self
 
     @field_validator("timezone")

@@ -17,14 +17,18 @@ ensure_venv() {
 # ensure_debian_package PACKAGE PATH_OR_COMMAND: apt-get install PACKAGE unless the command exists.
 ensure_debian_package() {
   local package=$1 probe=$2
-  if command -v "$probe" >/dev/null 2>&1 || [ -x "$probe" ]; then
+  if command -v "$probe" >/dev/null 2>&1 || [ -e "$probe" ]; then
     return
   fi
   echo "installing $package (Debian package)..."
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$package" >/dev/null
+  # Once per run: the package lists of a fresh machine are empty or old.
+  if [ -z "${APT_UPDATED:-}" ]; then
+    $sudo apt-get update -qq -o DPkg::Lock::Timeout=600
+    APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq -o DPkg::Lock::Timeout=600 "$package" >/dev/null
 }
 
 free_port() {

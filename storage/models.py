@@ -70,6 +70,11 @@ class Staff(Base):
     openid: Mapped[str | None] = mapped_column(String(64), unique=True)
     role: Mapped[str] = mapped_column(String(16), default="manager")  # manager | service | supervisor | admin
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The dashboard's sign-in (issue 14): a salted hash only, never the password; wrong passwords in a row
+    # and the time until which the id is locked.
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Member(Base):
@@ -128,6 +133,7 @@ class LedgerEntry(Base):
         Index("ix_ledger_member_id_id", "member_id", "id"),
         Index("ix_ledger_member_id_expires_on", "member_id", "expires_on"),
         Index("ix_ledger_expires_on", "expires_on"),
+        Index("ix_ledger_occurred_at", "occurred_at", "kind", "amount"),  # the dashboard's points by month
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -188,7 +194,10 @@ class MemberChange(Base):
     """Audit trail: every change to a member record is traceable (seed 002 五.1)."""
 
     __tablename__ = "member_changes"
-    __table_args__ = (Index("ix_member_changes_member_id_id", "member_id", "id"),)
+    __table_args__ = (
+        Index("ix_member_changes_member_id_id", "member_id", "id"),
+        Index("ix_member_changes_action_at", "action", "at"),  # the dashboard's tier movement by month
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
@@ -214,6 +223,7 @@ class OutboxMessage(Base):
         Index("ix_push_outbox_status_id", "status", "id"),
         Index("ix_push_outbox_job_occasion", "job", "occasion"),
         Index("ix_push_outbox_msgid", "msgid"),
+        Index("ix_push_outbox_created_at", "created_at"),  # the dashboard's pushes by month
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -367,3 +377,16 @@ class CallBack(Base):
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     done_by: Mapped[str | None] = mapped_column(String(32))
     note: Mapped[str | None] = mapped_column(Text)
+# --------------------------------------------------------------------------- dashboard (issue 14)
+
+
+class AdminSession(Base):
+    """A staff member's sign-in to the dashboard; the browser holds the token, the table only its hash."""
+
+    __tablename__ = "admin_sessions"
+    __table_args__ = (Index("ix_admin_sessions_staff_id", "staff_id"),)
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the cookie's token
+    staff_id: Mapped[str] = mapped_column(ForeignKey("staff.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

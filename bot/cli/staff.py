@@ -5,6 +5,7 @@ import click
 from flask.cli import AppGroup
 
 from bot.cli.common import state
+from storage.logins import set_password
 from storage.members import add_staff, list_staff, mask_openid
 from storage.staff import create_invite
 
@@ -45,3 +46,11 @@ def staff_invite(staff_id: str) -> None:
     expires = invite.expires_at.astimezone(bot.rules.zone)
     click.echo(f"{invite.code}  (for {staff_id}; send 员工绑定 {invite.code} from their WeChat before "
                f"{expires:%Y-%m-%d %H:%M} {bot.rules.timezone}; it works once)")
+@group.command("password")
+@click.argument("staff_id")
+@click.password_option("--password", prompt="New dashboard password", help="Asked for, hidden, twice, when not given.")
+def staff_password(staff_id: str, password: str) -> None:
+    """Set the dashboard (/admin) password of a supervisor, admin or manager; stored only as a salted hash."""
+    with state().db.write() as session:
+        set_password(session, staff_id, password)
+    click.echo(f"password of staff {staff_id} set: sign in at /admin")

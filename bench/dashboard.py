@@ -1,0 +1,142 @@
+"""Benchmark: every dashboard panel over 1,000,000 members and 5,000,000 ledger entries (SQLite).
+
+Takes the database bench/jobs.py builds (built here if missing: 1,000,000 members, 5,000,000
+ledger entries, about 1,200,000 purchases), copies it to bench/data/dashboard-<members>.sqlite3,
+migrates it to this branch's schema (the dashboard's indexes) and adds what the jobs benchmark
+does not hold: join dates spread over five years, tier changes in the audit trail (10 % of the
+members), segments and activity (evaluate_all), and a year of pushes in the outbox (about 600,000).
+Then, in a fresh process, it builds each panel as the dashboard does (every query, the tables and
+the SVG charts) for the default range — the last 12 months — for everyone and for one account
+manager, and prints the seconds each took. The aim is under 2 s per panel.
+
+    .venv/bin/python bench/dashboard.py [--members 1000000] [--rebuild]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import DATA, ROOT  # noqa: E402
+
+TODAY = date(2026, 11, 23)
+
+
+def prepare(members: int, rebuild: bool) -> Path:
+    """The dashboard's benchmark database: the jobs benchmark's data, migrated and enriched."""
+    from bench import jobs
+    from storage.db import Database
+    from storage.migrate import upgrade
+
+    path = DATA / f"dashboard-{members}.sqlite3"
+    if path.exists() and not rebuild:
+        print(f"using {path}", flush=True)
+        return path
+    DATA.mkdir(parents=True, exist_ok=True)
+    source = DATA / f"jobs-{members}.sqlite3"
+    jobs.build(source, members, 5)
+    started = time.monotonic()
+    shutil.copyfile(source, path)
+    db = Database(f"sqlite:///{path}")
+    upgrade(db)
+    db.dispose()
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA synchronous=OFF")
+    # Join dates over five years; tier changes for one member in ten over the last two years.
+    conn.execute("UPDATE members SET created_at = datetime('2021-11-01', '+' || (id * 7919 % 1800) || ' days'),"
+                 " manager_id = CASE WHEN tier = 'A' THEN 'M' || (id % 40) END")
+    conn.executemany("INSERT OR IGNORE INTO staff (id, name, role, created_at, failed_logins) VALUES (?, ?, 'manager', ?, 0)",
+                     [(f"M{i}", f"经理{i}", "2024-01-01 00:00:00") for i in range(40)])
+    conn.execute("""
+        INSERT INTO member_changes (member_id, action, detail, actor, at)
+        SELECT id, 'tier',
+               CASE WHEN id % 3 = 0 THEN 'D → ' || tier ELSE tier || ' → D' END || ' (bench)', 'job:tier_recalc',
+               datetime('2024-11-23', '+' || (id * 31 % 730) || ' days', '+2 hours')
+        FROM members WHERE id % 10 = 0 AND tier != 'D'""")
+    statuses = ["delivered"] * 14 + ["sent", "failed", "unreachable", "unknown", "skipped", "skipped"]
+    reasons = {"failed": "errcode 45009", "skipped": "opted out", "unreachable": None}
+    jobs_named = ["birthday", "holidays", "monthly_bulletin", "points_reset", "tier_recalc"]
+    rows = []
+    for n in range(600_000):
+        status = statuses[n % len(statuses)]
+        job = jobs_named[n % len(jobs_named)]
+        planned = datetime(2025, 11, 24) + timedelta(minutes=n * 525_600 // 600_000)
+        member_id = n * 7 % members + 1
+        rows.append((job, planned.strftime("%Y-%m-%d"), f"member:{member_id}", member_id, "birthday_greeting",
+                     status, reasons.get(status), planned.isoformat(sep=" "),
+                     planned.isoformat(sep=" ") if status not in ("skipped", "unknown") else None))
+    conn.executemany("INSERT OR IGNORE INTO push_outbox (job, occasion, recipient, member_id, message, marketing, status,"
+                     " reason, attempts, created_at, sent_at) VALUES (?, ?, ?, ?, ?, 1, ?, ?, 1, ?, ?)", rows)
+    conn.commit()
+    conn.close()
+    from bot.services import BotState  # noqa: F401  (the same imports as the app; evaluate_all needs rules)
+    from rules import DEFAULT_RULES_PATH, load_rules
+    from storage.tiers import evaluate_all
+
+    db = Database(f"sqlite:///{path}")
+    with db.write() as session:
+        evaluate_all(session, load_rules(DEFAULT_RULES_PATH), TODAY)
+    db.engine.dispose()
+    conn = sqlite3.connect(path)
+    conn.execute("ANALYZE")
+    conn.close()
+    print(f"prepared {path} in {time.monotonic() - started:.0f} s", flush=True)
+    return path
+
+
+def measure(path: str) -> dict:
+    """Each panel, as the dashboard builds it, for everyone and for one manager (run in a fresh process)."""
+    from bot.admin import last_months_start
+    from bot.admin.panels import PANELS, Request
+    from rules import DEFAULT_RULES_PATH, load_rules
+    from storage.db import Database
+    from storage.reports import Scope
+
+    rules = load_rules(DEFAULT_RULES_PATH)
+    db = Database(f"sqlite:///{path}")
+    first = last_months_start(TODAY, rules.dashboard.default_months)
+    results = {}
+    for who, scope in (("everyone", Scope()), ("manager M1", Scope("M1"))):
+        for name, panel in PANELS.items():
+            with db.read() as session:
+                started = time.perf_counter()
+                panel(Request(session, rules, first, TODAY, TODAY, scope))
+                results[f"{name} ({who})"] = time.perf_counter() - started
+    return results
+
+
+def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--measure":
+        print(json.dumps(measure(sys.argv[2])))
+        return
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--members", type=int, default=1_000_000)
+    parser.add_argument("--rebuild", action="store_true")
+    args = parser.parse_args()
+    path = prepare(args.members, args.rebuild)
+    out = subprocess.run([sys.executable, __file__, "--measure", str(path)], capture_output=True, text=True, cwd=ROOT,
+                         env={**os.environ, "LOG_LEVEL": "WARNING"})
+    if out.returncode != 0:
+        raise SystemExit(out.stderr[-3000:])
+    results = json.loads(out.stdout.strip().splitlines()[-1])
+    with sqlite3.connect(path) as conn:
+        counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                  for t in ("members", "ledger", "purchases", "member_changes", "push_outbox")}
+    print(f"\n{', '.join(f'{n:,} {t}' for t, n in counts.items())}; SQLite, {os.cpu_count()} cores, "
+          f"the last 12 months to {TODAY} (measured {datetime.now(timezone.utc):%Y-%m-%d})\n")
+    print(f"{'panel':32} {'seconds':>8}  aim < 2 s")
+    for name, seconds in results.items():
+        print(f"{name:32} {seconds:8.2f}  {'ok' if seconds < 2 else 'SLOW'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""Charts as server-side SVG (pygal): inline in the page, no script, nothing fetched at run time."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pygal
+from markupsafe import Markup
+from pygal.style import Style
+
+FONT = "'Noto Sans CJK SC', 'WenQuanYi Micro Hei', 'Microsoft YaHei', 'PingFang SC', sans-serif"
+# Series that are not tiers: outcomes of pushes, kinds of points (fixed, so a kind keeps its colour).
+OTHER_COLOURS = ("#2e7d32", "#c62828", "#f9a825", "#6d4c41", "#546e7a", "#00838f", "#ad1457", "#3949ab")
+
+
+def _style(colours: Sequence[str]) -> Style:
+    return Style(
+        colors=tuple(colours) or OTHER_COLOURS, font_family=FONT, background="white", plot_background="white",
+        foreground="#333", foreground_strong="#111", foreground_subtle="#888", opacity="0.9", opacity_hover="1",
+        title_font_size=16, label_font_size=12, major_label_font_size=12, legend_font_size=13,
+        value_font_size=11, no_data_font_size=16,
+    )
+
+
+def render(kind: str, title: str, x_title: str, y_title: str, x_labels: Sequence[str],
+           series: Sequence[tuple[str, Sequence[float | int | None]]], colours: Sequence[str] = (),
+           empty: str = "", stacked: bool = False, percent: bool = False) -> Markup:
+    """An SVG chart: ``kind`` "bar" or "line"; ``series`` (name, values by x label); ``empty`` says why there is none.
+
+    Axis titles carry the units; ``colours`` gives each series its colour (the tiers' from config.yaml).
+    """
+    chart_class = {"bar": pygal.StackedBar if stacked else pygal.Bar, "line": pygal.Line}[kind]
+    chart = chart_class(
+        style=_style(colours or OTHER_COLOURS[:len(series)]), js=(), disable_xml_declaration=True,
+        width=860, height=360, explicit_size=False, title=title, x_title=x_title, y_title=y_title,
+        legend_at_bottom=True, legend_at_bottom_columns=min(len(series), 6) or 1, show_minor_y_labels=False,
+        print_values=False, no_data_text=empty, truncate_legend=-1, x_label_rotation=0 if len(x_labels) <= 12 else 30,
+        value_formatter=(lambda v: f"{v:.1f}%") if percent else (lambda v: f"{v:,.0f}"),
+        range=(0, 100) if percent else None, include_x_axis=True,
+    )
+    chart.x_labels = list(x_labels)
+    if any(v for _, values in series for v in values):
+        for name, values in series:
+            chart.add(name, [None if v is None else float(v) for v in values])
+    return Markup(chart.render(is_unicode=True))

@@ -1,0 +1,265 @@
+"""The dashboard's panels: each turns the reports of storage/reports.py into tables and charts.
+
+A panel is one function in ``PANELS``: it gets a ``Request`` (session, rules, range, scope) and
+returns a ``PanelView``. The tables are what the CSV download gives; the charts draw the same rows.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+
+from markupsafe import Markup
+from sqlalchemy.orm import Session
+
+from bot.admin.charts import OTHER_COLOURS, render
+from rules import Rules
+from storage import reports
+from storage.reports import NOT_YET, Scope
+
+
+@dataclass(frozen=True)
+class Request:
+    session: Session
+    rules: Rules
+    first: date  # the range's first day (local)
+    last: date  # its last day
+    today: date
+    scope: Scope
+
+    def label(self, key: str, **values: object) -> str:
+        return self.rules.dashboard.labels[key].format(**values)
+
+    def tier_name(self, tier_id: str) -> str:
+        return f"{tier_id} {self.rules.tier(tier_id).name}"
+
+    def tier_colours(self, tier_ids: Sequence[str]) -> list[str]:
+        return [self.rules.dashboard.tier_colours[t] for t in tier_ids]
+
+
+@dataclass(frozen=True)
+class Table:
+    key: str  # in the CSV's URL
+    title: str
+    headers: list[str]
+    rows: list[tuple]
+    total: tuple | None = None  # a closing row (shown and downloaded after the rows)
+
+
+@dataclass
+class PanelView:
+    title: str
+    tables: list[Table] = field(default_factory=list)
+    charts: list[Markup] = field(default_factory=list)
+    not_yet: str | None = None  # the capability has no data yet: this says so instead of charts
+    notes: list[str] = field(default_factory=list)
+
+    def table(self, key: str) -> Table | None:
+        return next((t for t in self.tables if t.key == key), None)
+
+
+def _tiers_high_first(rules: Rules) -> list[str]:
+    return [t.id for t in reversed(rules.tiers)]
+
+
+# --------------------------------------------------------------------------- members
+
+
+def members_panel(req: Request) -> PanelView:
+    view = PanelView(req.label("panel_members"))
+    d = req.rules.dashboard
+    counts = reports.member_counts(req.session, req.scope)
+    tiers = _tiers_high_first(req.rules)
+    segments, activities = list(d.segment_names), list(d.activity_names)
+    by = {t: {"total": 0} for t in tiers}
+    for c in counts:
+        row = by.setdefault(c.tier, {"total": 0})
+        row["total"] += c.members
+        for key in (f"s:{c.segment}", f"a:{c.activity}"):
+            row[key] = row.get(key, 0) + c.members
+    columns = [f"s:{s}" for s in segments] + [f"a:{a}" for a in activities]
+    rows = [(req.tier_name(t), by[t]["total"], *(by[t].get(c, 0) for c in columns)) for t in by]
+    total = (req.label("total"), sum(r[1] for r in rows), *(sum(r[i] for r in rows) for i in range(2, 2 + len(columns))))
+    view.tables.append(Table("by_tier", req.label("panel_members"),
+                             [req.label("tier"), req.label("total"), *(d.segment_names[s] for s in segments),
+                              *(d.activity_names[a] for a in activities)], rows, total))
+    empty = "" if total[1] else req.label("empty_members")
+    colours = req.tier_colours(tiers)
+    view.charts.append(render(
+        "bar", f"{req.label('members')}：{req.label('tier')} × 分群", "分群", req.label("members_unit"),
+        [d.segment_names[s] for s in segments],
+        [(req.tier_name(t), [by[t].get(f"s:{s}", 0) for s in segments]) for t in tiers], colours, empty, stacked=True))
+    view.charts.append(render(
+        "bar", f"{req.label('members')}：{req.label('tier')} × 活跃度", "活跃度", req.label("members_unit"),
+        [d.activity_names[a] for a in activities],
+        [(req.tier_name(t), [by[t].get(f"a:{a}", 0) for a in activities]) for t in tiers], colours, empty, stacked=True))
+
+    months = reports.month_spans(req.rules, req.first, req.last)
+    moves = reports.member_movement(req.session, req.rules, months, req.scope)
+    view.tables.append(Table("movement", f"{req.label('month')} · {req.label('new_members')} / "
+                                         f"{req.label('upgrades')} / {req.label('downgrades')}",
+                             [req.label("month"), req.label("new_members"), req.label("upgrades"),
+                              req.label("downgrades")],
+                             [(m.month, m.new_members, m.upgrades, m.downgrades) for m in moves]))
+    view.charts.append(render(
+        "bar", f"{req.label('new_members')}、{req.label('upgrades')}与{req.label('downgrades')}（按月）",
+        req.label("month"), req.label("members_unit"), [m.month for m in moves],
+        [(req.label("new_members"), [m.new_members for m in moves]),
+         (req.label("upgrades"), [m.upgrades for m in moves]),
+         (req.label("downgrades"), [m.downgrades for m in moves])],
+        ("#2e7d32", "#1565c0", "#c62828"), req.label("empty_range")))
+    return view
+
+
+# --------------------------------------------------------------------------- retention and churn
+
+
+def retention_panel(req: Request) -> PanelView:
+    view = PanelView(req.label("panel_retention"))
+    period = reports.month_spans(req.rules, req.first, req.last)
+    span = reports.Span(f"{req.first}–{req.last}", req.first, req.last, period[0].start, period[-1].end)
+    rows = reports.retention(req.session, req.rules, span, req.scope)
+    view.tables.append(Table("by_tier", f"{req.label('panel_retention')}（{span.label}）",
+                             [req.label("tier"), req.label("members_at_start"), req.label("retained"),
+                              req.label("retention_rate"), req.label("churned"), req.label("churn_rate")],
+                             [(req.tier_name(r.tier), r.members_at_start, r.retained, _pct(r.retention_rate),
+                               r.churned, _pct(r.churn_rate)) for r in rows]))
+    empty = "" if any(r.members_at_start for r in rows) else req.label("empty_range")
+    view.charts.append(render(
+        "bar", f"{req.label('retention_rate')}与{req.label('churn_rate')}（{span.label}）", req.label("tier"),
+        req.label("percent_unit"), [req.label("retention_rate"), req.label("churn_rate")],
+        [(req.tier_name(r.tier), [r.retention_rate, r.churn_rate]) for r in rows],
+        req.tier_colours([r.tier for r in rows]), empty, percent=True))
+    return view
+
+
+def _pct(value: Decimal | None) -> str:
+    return "—" if value is None else f"{value}%"
+
+
+# --------------------------------------------------------------------------- loyalty
+
+
+def loyalty_panel(req: Request) -> PanelView:
+    view = PanelView(req.label("panel_loyalty"))
+    quarters = reports.quarter_spans(req.rules, req.first, req.last)
+    rows = reports.loyalty(req.session, req.rules, quarters, req.scope)
+    view.tables.append(Table("by_quarter", req.label("panel_loyalty"),
+                             [req.label("quarter"), req.label("tier"), req.label("repeat_purchases"),
+                              req.label("repeat_amount"), req.label("repeat_buyers"),
+                              req.label("event_participation")],
+                             [(r.quarter, req.tier_name(r.tier), r.repeat_purchases, r.repeat_amount, r.repeat_buyers,
+                               "—" if r.event_participation is None else r.event_participation) for r in rows]))
+    if rows and rows[0].event_participation is None:
+        view.notes.append(f"{req.label('event_participation')}：{req.label('not_yet')}")
+    tiers = _tiers_high_first(req.rules)
+    labels = [q.label for q in quarters]
+    empty = "" if any(r.repeat_purchases for r in rows) else req.label("empty_range")
+
+    def series(attr: str):
+        return [(req.tier_name(t), [getattr(r, attr) for r in rows if r.tier == t]) for t in tiers]
+
+    view.charts.append(render("bar", f"{req.label('repeat_purchases')}（按季度）", req.label("quarter"),
+                              "复购次数（次）", labels, series("repeat_purchases"), req.tier_colours(tiers), empty))
+    view.charts.append(render("bar", f"{req.label('repeat_amount')}（按季度）", req.label("quarter"),
+                              req.label("amount_unit"), labels, series("repeat_amount"), req.tier_colours(tiers), empty))
+    return view
+
+
+# --------------------------------------------------------------------------- points
+
+
+def points_panel(req: Request) -> PanelView:
+    view = PanelView(req.label("panel_points"))
+    months = reports.month_spans(req.rules, req.first, req.last)
+    rows = reports.points_by_month(req.session, months, req.scope)
+    kinds = ("earned", "redeemed", "expired", "reversed", "adjusted")
+    view.tables.append(Table("by_month", f"{req.label('panel_points')}（按月）",
+                             [req.label("month"), *(req.label(k) for k in kinds)],
+                             [(r.month, *(getattr(r, k) for k in kinds)) for r in rows],
+                             (req.label("total"), *(sum(getattr(r, k) for r in rows) for k in kinds))))
+    view.charts.append(render("bar", f"{req.label('panel_points')}（按月）", req.label("month"),
+                              req.label("points_unit"), [r.month for r in rows],
+                              [(req.label(k), [getattr(r, k) for r in rows]) for k in kinds[:4]],
+                              OTHER_COLOURS[:4], req.label("empty_range")))
+    days = req.rules.dashboard.expiring_days
+    held = reports.points_outstanding(req.session, req.rules, req.today, days, req.scope)
+    view.tables.append(Table("outstanding", f"{req.label('outstanding')}（{req.today}）",
+                             [req.label("tier"), req.label("members"), req.label("outstanding"),
+                              req.label("expiring", days=days)],
+                             [(req.tier_name(o.tier), o.members, o.balance, o.expiring) for o in held],
+                             (req.label("total"), sum(o.members for o in held), sum(o.balance for o in held),
+                              sum(o.expiring for o in held))))
+    empty = "" if any(o.balance for o in held) else req.label("empty_members")
+    view.charts.append(render("bar", f"{req.label('outstanding')}与{req.label('expiring', days=days)}",
+                              req.label("tier"), req.label("points_unit"),
+                              [req.label("outstanding"), req.label("expiring", days=days)],
+                              [(req.tier_name(o.tier), [o.balance, o.expiring]) for o in held],
+                              req.tier_colours([o.tier for o in held]), empty))
+    return view
+
+
+# --------------------------------------------------------------------------- pushes
+
+
+PUSH_OUTCOMES = ("delivered", "sent_unconfirmed", "failed", "in_doubt", "skipped", "waiting")
+
+
+def pushes_panel(req: Request) -> PanelView:
+    view = PanelView(req.label("panel_pushes"))
+    months = reports.month_spans(req.rules, req.first, req.last)
+    rows = reports.pushes_by_month(req.session, months, req.scope)
+    columns = ("planned", "sent", "delivered", "sent_unconfirmed", "failed", "in_doubt", "skipped", "waiting")
+    view.tables.append(Table("by_job", f"{req.label('panel_pushes')}（{req.label('job')} × {req.label('month')}）",
+                             [req.label("job"), req.label("month"), *(req.label(c) for c in columns)],
+                             [(r.job, r.month, *(getattr(r, c) for c in columns)) for r in rows],
+                             (req.label("total"), "", *(sum(getattr(r, c) for r in rows) for c in columns))))
+    reasons = reports.push_reasons(req.session, months, req.scope)
+    view.tables.append(Table("reasons", f"{req.label('skipped')} / {req.label('failed')} · {req.label('reason')}",
+                             [req.label("job"), req.label("month"), req.label("status"), req.label("reason"),
+                              req.label("count")],
+                             [(r.job, r.month, req.label(r.status), r.reason, r.count) for r in reasons]))
+    labels = [m.label for m in months]
+    totals = {label: {c: 0 for c in PUSH_OUTCOMES} for label in labels}
+    for r in rows:
+        for c in PUSH_OUTCOMES:
+            totals[r.month][c] += getattr(r, c)
+    view.charts.append(render("bar", f"{req.label('panel_pushes')}（按月，各任务合计）", req.label("month"),
+                              req.label("pushes_unit"), labels,
+                              [(req.label(c), [totals[m][c] for m in labels]) for c in PUSH_OUTCOMES],
+                              OTHER_COLOURS[:len(PUSH_OUTCOMES)], req.label("empty_range"), stacked=True))
+    return view
+
+
+# --------------------------------------------------------------------------- capabilities still to come
+
+
+def _not_yet(title_key: str, report: Callable) -> Callable[[Request], PanelView]:
+    """A panel for a capability whose tables are not in the database yet: it says so.
+
+    When the capability lands, its query goes into ``report`` (storage/reports.py) and this
+    panel into a function like ``points_panel`` building the tables and charts from its rows.
+    """
+
+    def panel(req: Request) -> PanelView:
+        months = reports.month_spans(req.rules, req.first, req.last)
+        found = report(req.session, req.rules, months, req.scope)
+        view = PanelView(req.label(title_key))
+        if found is NOT_YET:
+            view.not_yet = req.label("not_yet")
+        return view
+
+    return panel
+
+
+PANELS: dict[str, Callable[[Request], PanelView]] = {
+    "members": members_panel,
+    "retention": retention_panel,
+    "loyalty": loyalty_panel,
+    "points": points_panel,
+    "pushes": pushes_panel,
+    "gifts": _not_yet("panel_gifts", reports.gifts_report),
+    "events": _not_yet("panel_events", reports.events_report),
+    "complaints": _not_yet("panel_complaints", reports.complaints_report),
+}

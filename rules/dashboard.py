@@ -1,0 +1,72 @@
+"""Rules of the web dashboard at /admin (issue 14): sign-in limits, ranges, tier colours, Chinese labels."""
+from __future__ import annotations
+
+import re
+
+from pydantic import Field, field_validator
+
+from rules.base import Frozen
+
+# Every label the dashboard shows; config.yaml `dashboard.labels` must give each one (zh-CN).
+LABEL_KEYS = frozenset({
+    # panels
+    "panel_members", "panel_retention", "panel_loyalty", "panel_points", "panel_pushes",
+    "panel_gifts", "panel_events", "panel_complaints",
+    # columns and axes
+    "tier", "month", "quarter", "job", "reason", "status", "total", "members", "count",
+    "new_members", "upgrades", "downgrades",
+    "members_at_start", "retained", "retention_rate", "churned", "churn_rate",
+    "repeat_purchases", "repeat_amount", "repeat_buyers", "event_participation",
+    "earned", "redeemed", "expired", "reversed", "adjusted",
+    "outstanding", "expiring", "points_unit", "members_unit", "percent_unit", "amount_unit", "pushes_unit",
+    "planned", "sent", "delivered", "sent_unconfirmed", "failed", "skipped", "in_doubt", "waiting",
+    # empty states
+    "empty_range", "empty_members", "not_yet",
+})
+
+
+class DashboardRules(Frozen):
+    """The dashboard's settings (``dashboard:`` in config.yaml)."""
+
+    max_failures: int = Field(default=5, ge=1)  # wrong passwords in a row lock the staff id ...
+    lockout_minutes: int = Field(default=15, ge=1)  # ... for this long
+    session_hours: int = Field(default=12, ge=1)  # a login lasts this long
+    default_months: int = Field(default=12, ge=1, le=120)  # the date range a panel opens with
+    max_months: int = Field(default=60, ge=1, le=240)  # the longest range a panel accepts
+    expiring_days: int = Field(default=90, ge=1)  # "points that expire in the next N days"
+    tier_colours: dict[str, str]  # tier id -> CSS colour, the same in every chart
+    segment_names: dict[str, str]  # upgrade | stable | retention | lapsed -> label
+    activity_names: dict[str, str]  # active | swinging | trending | churned -> label
+    labels: dict[str, str]
+
+    @field_validator("tier_colours")
+    @classmethod
+    def _colours(cls, colours: dict[str, str]) -> dict[str, str]:
+        bad = [c for c in colours.values() if not re.fullmatch(r"#[0-9a-fA-F]{6}", c)]
+        if bad:
+            raise ValueError(f"colours must be written #rrggbb, got {', '.join(bad)}")
+        return colours
+
+    @field_validator("segment_names")
+    @classmethod
+    def _segments(cls, names: dict[str, str]) -> dict[str, str]:
+        return _exactly(names, {"upgrade", "stable", "retention", "lapsed"})
+
+    @field_validator("activity_names")
+    @classmethod
+    def _activities(cls, names: dict[str, str]) -> dict[str, str]:
+        return _exactly(names, {"active", "swinging", "trending", "churned"})
+
+    @field_validator("labels")
+    @classmethod
+    def _all_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        missing = sorted(LABEL_KEYS - set(labels))
+        if missing:
+            raise ValueError(f"labels missing: {', '.join(missing)}")
+        return labels
+
+
+def _exactly(names: dict[str, str], keys: set[str]) -> dict[str, str]:
+    if set(names) != keys:
+        raise ValueError(f"must name exactly {', '.join(sorted(keys))}")
+    return names

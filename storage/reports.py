@@ -1,0 +1,440 @@
+"""The dashboard's numbers (issue 14): set-based SQL over the tables the bot writes, on SQLite and PostgreSQL.
+
+Every function takes a session, a ``Scope`` (everyone, or the key accounts of one manager) and
+local dates in the rules' time zone; it returns a handful of aggregated rows — nothing is loaded
+member by member. Months and quarters are the rules' time zone's: each is turned into the UTC
+instants it starts and ends at, and rows are put in their month by a CASE over those bounds, so
+the same statement gives the same months on both databases whatever the server's zone.
+
+Conventions (the README's "Dashboard" section gives each number's formula):
+- a purchase counts unless it was refunded in full (``refunded_at`` set); its amount is what was
+  not refunded;
+- a member's tier at an instant is the old tier of their first tier change after it (the audit
+  trail ``member_changes``), or their tier today when it has not changed since;
+- the gifts, events and complaints panels have no tables on this branch: their functions below
+  (``gifts_report``, ``events_report``, ``complaints_report``, ``event_participation``) answer
+  ``NOT_YET`` until those capabilities land and each gets its query.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import ColumnElement, Select, and_, case, func, literal, or_, select
+from sqlalchemy.orm import Session
+
+from rules import Rules
+from storage.models import LedgerEntry, Member, MemberChange, OutboxMessage, Purchase
+
+YEAR_DAYS = 365  # "no repeat purchase within a year" (seed 000: 流失)
+
+
+@dataclass(frozen=True)
+class Span:
+    """A month or quarter (or part of one) in the rules' time zone, and the UTC instants it covers."""
+
+    label: str  # "2026-03", "2026-Q1"
+    first: date  # local, inclusive
+    last: date  # local, inclusive
+    start: datetime  # UTC, inclusive
+    end: datetime  # UTC, exclusive
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Whose members a report counts: everyone, or the key accounts of one account manager."""
+
+    manager_id: str | None = None
+
+    def members(self) -> ColumnElement[bool]:
+        return Member.manager_id == self.manager_id if self.manager_id else literal(True)
+
+
+EVERYONE = Scope()
+
+
+class NotYet:
+    """A panel whose capability has no tables yet; the dashboard says so instead of a chart."""
+
+    def __bool__(self) -> bool:
+        return False
+
+
+NOT_YET = NotYet()
+
+
+# --------------------------------------------------------------------------- months and quarters
+
+
+def month_spans(rules: Rules, first: date, last: date) -> list[Span]:
+    """The months from ``first`` to ``last`` (local dates), the first and last clipped to them."""
+    spans, day = [], first
+    while day <= last:
+        following = date(day.year + day.month // 12, day.month % 12 + 1, 1)
+        spans.append(_span(rules, f"{day:%Y-%m}", day, min(last, following - timedelta(days=1))))
+        day = following
+    return spans
+
+
+def quarter_spans(rules: Rules, first: date, last: date) -> list[Span]:
+    """The calendar quarters from ``first`` to ``last``, the first and last clipped to them."""
+    spans, day = [], first
+    while day <= last:
+        quarter = (day.month - 1) // 3
+        following = date(day.year + (quarter == 3), (quarter + 1) % 4 * 3 + 1, 1)
+        spans.append(_span(rules, f"{day.year}-Q{quarter + 1}", day, min(last, following - timedelta(days=1))))
+        day = following
+    return spans
+
+
+def _span(rules: Rules, label: str, first: date, last: date) -> Span:
+    return Span(label, first, last, rules.local_midnight(first), rules.local_midnight(last + timedelta(days=1)))
+
+
+def _bucket(column, spans: Sequence[Span]):
+    """The label of the span ``column`` falls in (NULL outside them)."""
+    return case(*[(and_(column >= s.start, column < s.end), s.label) for s in spans], else_=None)
+
+
+def _within(column, spans: Sequence[Span]) -> ColumnElement[bool]:
+    return and_(column >= spans[0].start, column < spans[-1].end)
+
+
+# --------------------------------------------------------------------------- tiers through time
+
+
+def _tier_pairs(rules: Rules) -> list[tuple[str, str, int]]:
+    """Every (old, new) tier move and its direction: +1 up, -1 down."""
+    ids = [t.id for t in rules.tiers]
+    return [(old, new, 1 if ids.index(new) > ids.index(old) else -1) for old in ids for new in ids if old != new]
+
+
+def _is_move(detail, old: str, new: str) -> ColumnElement[bool]:
+    # The audit detail of a tier change is "OLD → NEW" with an optional " (reason)" (storage/tiers.py).
+    text = f"{old} → {new}"
+    return or_(detail == text, detail.like(_escape_like(text) + " (%", escape="\\"))
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _old_tier(detail, rules: Rules):
+    """The tier a tier change's audit detail moved from."""
+    return case(*[(detail.like(_escape_like(t.id) + " → %", escape="\\"), t.id) for t in rules.tiers], else_=None)
+
+
+def _first_changes(at: datetime):
+    """Each member's first tier change at or after ``at`` (member_id, detail): its old tier was theirs at ``at``."""
+    firsts = (select(MemberChange.member_id, func.min(MemberChange.id).label("first_id"))
+              .where(MemberChange.action == "tier", MemberChange.at >= at)
+              .group_by(MemberChange.member_id).subquery("firsts"))
+    return (select(MemberChange.member_id, MemberChange.detail)
+            .join(firsts, firsts.c.first_id == MemberChange.id).subquery("first_change"))
+
+
+# --------------------------------------------------------------------------- members
+
+
+@dataclass(frozen=True)
+class MemberCount:
+    tier: str
+    segment: str | None  # None: not evaluated yet (before the first nightly run)
+    activity: str | None
+    members: int
+
+
+def member_counts(session: Session, scope: Scope = EVERYONE) -> list[MemberCount]:
+    """Members today by tier, segment and activity status (as the nightly evaluation left them)."""
+    rows = session.execute(
+        select(Member.tier, Member.segment, Member.activity, func.count())
+        .where(scope.members()).group_by(Member.tier, Member.segment, Member.activity)
+    )
+    return [MemberCount(*row) for row in rows]
+
+
+@dataclass(frozen=True)
+class Movement:
+    month: str
+    new_members: int
+    upgrades: int
+    downgrades: int
+
+
+def member_movement(session: Session, rules: Rules, months: Sequence[Span], scope: Scope = EVERYONE) -> list[Movement]:
+    """Per month: members created, and tier changes up and down (from the audit trail)."""
+    if not months:
+        return []
+    month = _bucket(Member.created_at, months)
+    new = dict(session.execute(
+        select(month, func.count()).where(_within(Member.created_at, months), scope.members()).group_by(month)
+    ).all())
+    up = [_is_move(MemberChange.detail, old, new_) for old, new_, way in _tier_pairs(rules) if way > 0]
+    down = [_is_move(MemberChange.detail, old, new_) for old, new_, way in _tier_pairs(rules) if way < 0]
+    changed = _bucket(MemberChange.at, months)
+    query = (select(changed, func.sum(case((or_(*up), 1), else_=0)), func.sum(case((or_(*down), 1), else_=0)))
+             .where(MemberChange.action == "tier", _within(MemberChange.at, months)).group_by(changed))
+    if scope.manager_id:
+        query = query.join(Member, Member.id == MemberChange.member_id).where(scope.members())
+    moves = {label: (int(u or 0), int(d or 0)) for label, u, d in session.execute(query)}
+    return [Movement(s.label, new.get(s.label, 0), *moves.get(s.label, (0, 0))) for s in months]
+
+
+# --------------------------------------------------------------------------- retention and churn
+
+
+@dataclass(frozen=True)
+class Retention:
+    tier: str
+    members_at_start: int  # members who existed at the period's start, by their tier then
+    retained: int  # of those, members with a purchase within the period
+    churned: int  # of those, members with no purchase in the year up to the period's end
+
+    @property
+    def retention_rate(self) -> Decimal | None:
+        return _share(self.retained, self.members_at_start)
+
+    @property
+    def churn_rate(self) -> Decimal | None:
+        return _share(self.churned, self.members_at_start)
+
+
+def _share(part: int, whole: int) -> Decimal | None:
+    return (Decimal(part * 100) / whole).quantize(Decimal("0.1")) if whole else None
+
+
+def _buyers(start: datetime, end: datetime):
+    """Members with a purchase (not refunded in full) in [start, end)."""
+    return (select(Purchase.member_id)
+            .where(Purchase.purchased_at >= start, Purchase.purchased_at < end, Purchase.refunded_at.is_(None))
+            .distinct())
+
+
+def retention(session: Session, rules: Rules, period: Span, scope: Scope = EVERYONE) -> list[Retention]:
+    """Retention and churn of each tier over ``period``, the high tiers first (seed 000 第四节 Ⅱ 1.1–1.2).
+
+    Counted as: the period's cohort by today's tier, moved to the tier they had then for the few
+    members whose tier changed since; the buyers of the period and of the year up to its end,
+    each joined to their member — never a scan of every member per purchase.
+    """
+    changes = _first_changes(period.start)
+    cohort = and_(Member.created_at < period.start, scope.members())
+
+    def by_tier_then(members: Select | None) -> Counter:
+        """Members of the cohort (those in ``members`` if given) by their tier at the period's start."""
+        counts = select(Member.tier, func.count()).where(cohort).group_by(Member.tier)
+        moved = (select(_old_tier(changes.c.detail, rules), Member.tier, func.count())
+                 .join(Member, Member.id == changes.c.member_id).where(cohort)
+                 .group_by(changes.c.detail, Member.tier))
+        if members is not None:
+            chosen = members.subquery("chosen")
+            counts = counts.join(chosen, chosen.c.member_id == Member.id)
+            moved = moved.join(chosen, chosen.c.member_id == Member.id)
+        found: Counter = Counter(dict(session.execute(counts).all()))
+        for then, now, n in session.execute(moved):
+            found[now] -= n
+            found[then] += n
+        return found
+
+    at_start = by_tier_then(None)
+
+    def buyers(start: datetime) -> Counter:
+        return by_tier_then(_buyers(start, period.end))
+
+    retained, year = buyers(period.start), buyers(period.end - timedelta(days=YEAR_DAYS))
+    return [Retention(t.id, at_start[t.id], retained[t.id], at_start[t.id] - year[t.id]) for t in reversed(rules.tiers)]
+
+
+# --------------------------------------------------------------------------- loyalty by quarter
+
+
+@dataclass(frozen=True)
+class Loyalty:
+    quarter: str
+    tier: str
+    repeat_purchases: int  # purchases by a member who had bought before
+    repeat_amount: Decimal  # what those purchases kept (amount less refunds)
+    repeat_buyers: int  # members with at least one repeat purchase in the quarter
+    event_participation: int | None  # None until the events capability lands
+
+
+def loyalty(session: Session, rules: Rules, quarters: Sequence[Span], scope: Scope = EVERYONE) -> list[Loyalty]:
+    """Per quarter and tier (today's): repeat purchases, their amount and buyers; event participation (1.3)."""
+    if not quarters:
+        return []
+    earlier = Purchase.__table__.alias("earlier")
+    quarter = _bucket(Purchase.purchased_at, quarters).label("quarter")
+    rows = session.execute(
+        select(quarter, Member.tier, func.count(), func.sum(Purchase.amount - Purchase.refunded_amount),
+               func.count(Purchase.member_id.distinct()))
+        .join(Member, Member.id == Purchase.member_id)
+        .where(_within(Purchase.purchased_at, quarters), Purchase.refunded_at.is_(None), scope.members(),
+               select(earlier.c.id).where(earlier.c.member_id == Purchase.member_id,
+                                          earlier.c.purchased_at < Purchase.purchased_at,
+                                          earlier.c.refunded_at.is_(None)).exists())
+        .group_by(quarter, Member.tier)
+    )
+    found = {(q, t): (n, amount, buyers) for q, t, n, amount, buyers in rows}
+    events = event_participation(session, rules, quarters, scope)
+    out = []
+    for span in quarters:
+        for tier in reversed(rules.tiers):
+            n, amount, buyers = found.get((span.label, tier.id), (0, 0, 0))
+            joined = None if events is NOT_YET else events.get((span.label, tier.id), 0)
+            out.append(Loyalty(span.label, tier.id, n, Decimal(amount or 0).quantize(Decimal("0.01")), buyers, joined))
+    return out
+
+
+def event_participation(session: Session, rules: Rules, quarters: Sequence[Span],
+                        scope: Scope = EVERYONE) -> dict[tuple[str, str], int] | NotYet:
+    """Members who attended an event, per (quarter label, tier). The events capability plugs its query in here."""
+    return NOT_YET
+
+
+# --------------------------------------------------------------------------- points
+
+
+@dataclass(frozen=True)
+class PointsMonth:
+    month: str
+    earned: int  # earn entries (opening balances included)
+    redeemed: int  # redeem entries, as a positive number
+    expired: int
+    reversed: int  # taken back by refunds
+    adjusted: int  # signed
+
+
+LEDGER_KINDS = ("earn", "redeem", "expire", "reverse", "adjust")
+
+
+def points_by_month(session: Session, months: Sequence[Span], scope: Scope = EVERYONE) -> list[PointsMonth]:
+    """Points earned, redeemed, expired, reversed and adjusted per month (the ledger's entries)."""
+    if not months:
+        return []
+    month = _bucket(LedgerEntry.occurred_at, months)
+    query = (select(month, LedgerEntry.kind, func.sum(LedgerEntry.amount))
+             .where(_within(LedgerEntry.occurred_at, months)).group_by(month, LedgerEntry.kind))
+    if scope.manager_id:  # from the manager's few members to their entries, not the range's entries to members
+        query = query.where(LedgerEntry.member_id.in_(select(Member.id).where(scope.members())))
+    sums = {(label, kind): int(total or 0) for label, kind, total in session.execute(query)}
+    return [PointsMonth(s.label, sums.get((s.label, "earn"), 0), -sums.get((s.label, "redeem"), 0),
+                        -sums.get((s.label, "expire"), 0), -sums.get((s.label, "reverse"), 0),
+                        sums.get((s.label, "adjust"), 0)) for s in months]
+
+
+@dataclass(frozen=True)
+class Outstanding:
+    tier: str
+    members: int
+    balance: int  # the points members hold: the programme's liability
+    expiring: int  # of those, in lots whose last day falls within the next N days
+
+
+def points_outstanding(session: Session, rules: Rules, today: date, days: int,
+                       scope: Scope = EVERYONE) -> list[Outstanding]:
+    """Points held per tier (today's), and those in earn lots whose last valid day is within ``days`` from today.
+
+    A lot with ``expires_on`` = d is spendable through d and expires the day after (storage/ledger.py).
+    """
+    balances = {tier: (n, int(total or 0)) for tier, n, total in session.execute(
+        select(Member.tier, func.count(), func.sum(Member.points_balance)).where(scope.members()).group_by(Member.tier)
+    )}
+    expiring = {tier: int(total or 0) for tier, total in session.execute(
+        select(Member.tier, func.sum(LedgerEntry.remaining))
+        .join(Member, Member.id == LedgerEntry.member_id)
+        .where(LedgerEntry.expires_on >= today, LedgerEntry.expires_on < today + timedelta(days=days),
+               LedgerEntry.kind == "earn", LedgerEntry.remaining > 0, scope.members())
+        .group_by(Member.tier)
+    )}
+    return [Outstanding(t.id, *balances.get(t.id, (0, 0)), expiring.get(t.id, 0)) for t in reversed(rules.tiers)]
+
+
+# --------------------------------------------------------------------------- pushes
+
+
+@dataclass(frozen=True)
+class PushMonth:
+    job: str
+    month: str
+    planned: int  # every row planned (skipped ones included)
+    sent: int  # WeChat took the call (sent_at set): delivered, not yet reported, or failed by WeChat's report
+    delivered: int  # WeChat's TEMPLATESENDJOBFINISH said success
+    sent_unconfirmed: int  # WeChat took the call and has not reported on it yet (status sent)
+    failed: int  # failed or unreachable
+    in_doubt: int  # the call's answer never came
+    skipped: int  # not sent, for a reason (opted out, lapsed, unbound ...)
+    waiting: int  # pending or being sent
+
+
+@dataclass(frozen=True)
+class PushReason:
+    job: str
+    month: str
+    status: str  # skipped | failed
+    reason: str
+    count: int
+
+
+FAILED = ("failed", "unreachable")
+WAITING = ("pending", "sending")
+
+
+def pushes_by_month(session: Session, months: Sequence[Span], scope: Scope = EVERYONE) -> list[PushMonth]:
+    """Pushes per job and month (the month they were planned in) by outcome."""
+    if not months:
+        return []
+    month = _bucket(OutboxMessage.created_at, months).label("month")
+    status = OutboxMessage.status
+
+    def count(*statuses: str):
+        return func.sum(case((status.in_(statuses), 1), else_=0))
+
+    query = (select(OutboxMessage.job, month, func.count(), func.count(OutboxMessage.sent_at), count("delivered"), count("sent"),
+                    count(*FAILED), count("unknown"), count("skipped"), count(*WAITING))
+             .where(_within(OutboxMessage.created_at, months)).group_by(OutboxMessage.job, month))
+    rows = [PushMonth(job, label, *(int(v or 0) for v in values))
+            for job, label, *values in session.execute(_scoped_pushes(query, scope))]
+    return sorted(rows, key=lambda r: (r.job, r.month))
+
+
+def push_reasons(session: Session, months: Sequence[Span], scope: Scope = EVERYONE) -> list[PushReason]:
+    """Skipped and failed pushes per job, month and reason."""
+    if not months:
+        return []
+    month = _bucket(OutboxMessage.created_at, months).label("month")
+    outcome = case((OutboxMessage.status.in_(FAILED), "failed"), else_="skipped").label("outcome")
+    reason = func.coalesce(OutboxMessage.reason, case((OutboxMessage.status == "unreachable", "unreachable"),
+                                                      else_="")).label("reason")
+    query = (select(OutboxMessage.job, month, outcome, reason, func.count())
+             .where(_within(OutboxMessage.created_at, months), OutboxMessage.status.in_(("skipped", *FAILED)))
+             .group_by(OutboxMessage.job, month, outcome, reason))
+    rows = [PushReason(*row) for row in session.execute(_scoped_pushes(query, scope))]
+    return sorted(rows, key=lambda r: (r.job, r.month, r.status, -r.count, r.reason))
+
+
+def _scoped_pushes(query: Select, scope: Scope) -> Select:
+    if not scope.manager_id:
+        return query
+    return query.join(Member, Member.id == OutboxMessage.member_id).where(scope.members())
+
+
+# --------------------------------------------------------------------------- capabilities still to come
+
+
+def gifts_report(session: Session, rules: Rules, months: Sequence[Span], scope: Scope = EVERYONE):
+    """Redemptions per gift and month, stock left, codes not collected. The gifts capability plugs in here."""
+    return NOT_YET
+
+
+def events_report(session: Session, rules: Rules, months: Sequence[Span], scope: Scope = EVERYONE):
+    """Fill rate, waitlist, no-shows, cost against budget per event. The events capability plugs in here."""
+    return NOT_YET
+
+
+def complaints_report(session: Session, rules: Rules, months: Sequence[Span], scope: Scope = EVERYONE):
+    """Opened, share within SLA, median resolution time, ratings, repeated complainers. Complaints plug in here."""
+    return NOT_YET
+

@@ -1,0 +1,234 @@
+"""Seeded data for the dashboard tests, and each panel's table worked out in plain Python from the rows.
+
+The expected tables are computed member by member from what the database holds (read back through
+the ORM), independently of storage/reports.py's SQL, so the two can be compared figure by figure.
+"""
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from rules import Rules
+from storage.logins import set_password
+from storage.members import add_staff
+from storage.models import LedgerEntry, Member, MemberChange, OutboxMessage, Purchase
+from tests.factories import make_member
+
+ZONE = ZoneInfo("Asia/Shanghai")
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=ZONE).astimezone(timezone.utc)  # the clock of every dashboard test
+TODAY = date(2026, 11, 23)
+FIRST = date(2025, 12, 1)  # the default range: the last 12 months
+PASSWORD = "correct horse"
+SEGMENTS = ["upgrade", "stable", "retention", "lapsed", None]
+ACTIVITIES = ["active", "swinging", "trending", "churned", None]
+
+
+def local(day: date, hour: int = 10) -> datetime:
+    return datetime.combine(day, time(hour), ZONE).astimezone(timezone.utc)
+
+
+def seed(session: Session, rules: Rules, members: int = 60) -> None:
+    """Staff with passwords (S1 supervisor, A1 admin, M1 and M2 managers, V1 service) and random programme data."""
+    for staff_id, name, role in [("S1", "周主管", "supervisor"), ("A1", "管理员", "admin"),
+                                 ("M1", "王经理", "manager"), ("M2", "李经理", "manager"), ("V1", "客服", "service")]:
+        add_staff(session, staff_id, name, role=role)
+    session.flush()
+    for staff_id in ("S1", "A1", "M1", "M2"):
+        set_password(session, staff_id, PASSWORD)
+    rng = random.Random(14)
+    tiers = [t.id for t in rules.tiers]
+    receipt = 0
+    for n in range(members):
+        tier = rng.choice(tiers)
+        member = make_member(
+            session, tier=tier, segment=rng.choice(SEGMENTS), activity=rng.choice(ACTIVITIES),
+            manager_id="M1" if n % 5 == 0 else "M2" if n % 5 == 1 else None,
+            created_at=local(date(2024, 6, 1) + timedelta(days=rng.randrange(900)), rng.choice([0, 7, 9, 23])),
+        )
+        for _ in range(rng.randrange(5)):
+            receipt += 1
+            amount = Decimal(rng.randrange(100, 30000))
+            refunded = rng.random() < 0.1
+            partial = Decimal(rng.randrange(0, 50)) if not refunded else amount
+            session.add(Purchase(receipt_no=f"R{receipt}", member_id=member.id, amount=amount,
+                                 purchased_at=local(date(2024, 10, 1) + timedelta(days=rng.randrange(785)),
+                                                    rng.choice([0, 10, 23])),
+                                 store="S01", refunded_amount=partial,
+                                 refunded_at=NOW if refunded else None))
+        balance = 0
+        for _ in range(rng.randrange(6)):
+            kind = rng.choice(["earn", "earn", "redeem", "expire", "reverse", "adjust"])
+            when = local(date(2025, 9, 1) + timedelta(days=rng.randrange(450)), rng.choice([0, 12, 23]))
+            if kind == "earn":
+                amount = rng.randrange(10, 3000)
+                remaining = rng.choice([0, amount, amount // 2])
+                session.add(LedgerEntry(member_id=member.id, kind="earn", amount=amount, remaining=remaining,
+                                        expires_on=TODAY + timedelta(days=rng.randrange(-10, 200)), occurred_at=when))
+            else:
+                amount = rng.randrange(-500, -1) if kind != "adjust" else rng.randrange(-300, 300)
+                session.add(LedgerEntry(member_id=member.id, kind=kind, amount=amount, remaining=0, occurred_at=when))
+            balance += amount
+        member.points_balance = max(balance, 0)
+        if rng.random() < 0.3:
+            others = [t for t in tiers if t != tier]
+            old = rng.choice(others)
+            session.add(MemberChange(member_id=member.id, action="tier", actor="job:tier_recalc",
+                                     detail=f"{old} → {tier}" + (" (spend)" if rng.random() < 0.5 else ""),
+                                     at=local(date(2025, 6, 1) + timedelta(days=rng.randrange(540)))))
+        for job in ("birthday", "monthly_bulletin"):
+            if rng.random() < 0.7:
+                status = rng.choice(["delivered", "sent", "failed", "unreachable", "unknown", "skipped", "pending"])
+                created = local(date(2025, 10, 1) + timedelta(days=rng.randrange(420)), rng.choice([1, 23]))
+                session.add(OutboxMessage(
+                    job=job, occasion=f"{created:%Y-%m-%d}", recipient=f"member:{member.id}", member_id=member.id,
+                    message="birthday_greeting", status=status, created_at=created,
+                    reason={"failed": rng.choice(["errcode 45009", "failed:user block"]),
+                            "skipped": rng.choice(["opted out", "lapsed"])}.get(status),
+                    sent_at=created if status in ("delivered", "sent", "failed") else None))
+    session.flush()
+
+
+# --------------------------------------------------------------------------- the expected tables
+
+
+def _month(at: datetime) -> str:
+    return f"{at.astimezone(ZONE):%Y-%m}"
+
+
+def _months(first: date, last: date) -> list[str]:
+    out, day = [], first
+    while day <= last:
+        out.append(f"{day:%Y-%m}")
+        day = date(day.year + day.month // 12, day.month % 12 + 1, 1)
+    return out
+
+
+def _quarter(at: datetime) -> str:
+    local_day = at.astimezone(ZONE)
+    return f"{local_day.year}-Q{(local_day.month - 1) // 3 + 1}"
+
+
+def _in_range(at: datetime, first: date, last: date) -> bool:
+    return first <= at.astimezone(ZONE).date() <= last
+
+
+def expected(session: Session, rules: Rules, first: date = FIRST, last: date = TODAY,
+             manager: str | None = None) -> dict[str, dict[str, list[tuple]]]:
+    """Each panel's tables (rows only) as the dashboard should show them, worked out from the rows."""
+    members = [m for m in session.scalars(select(Member)) if manager is None or m.manager_id == manager]
+    ids = {m.id for m in members}
+    purchases = [p for p in session.scalars(select(Purchase)) if p.member_id in ids]
+    changes = [c for c in session.scalars(select(MemberChange).order_by(MemberChange.id)) if c.member_id in ids]
+    ledger = [e for e in session.scalars(select(LedgerEntry)) if e.member_id in ids]
+    pushes = [p for p in session.scalars(select(OutboxMessage)) if p.member_id in ids]
+    tiers = [t.id for t in reversed(rules.tiers)]
+    rank = {t.id: i for i, t in enumerate(rules.tiers)}
+    d = rules.dashboard
+
+    def name(tier: str) -> str:
+        return f"{tier} {rules.tier(tier).name}"
+
+    months = _months(first, last)
+    tables: dict[str, dict[str, list[tuple]]] = defaultdict(dict)
+
+    # members
+    rows = []
+    for tier in tiers:
+        mine = [m for m in members if m.tier == tier]
+        rows.append((name(tier), len(mine), *(sum(m.segment == s for m in mine) for s in d.segment_names),
+                     *(sum(m.activity == a for m in mine) for a in d.activity_names)))
+    tables["members"]["by_tier"] = rows
+    new = Counter(_month(m.created_at) for m in members if _in_range(m.created_at, first, last))
+    ups, downs = Counter(), Counter()
+    for c in changes:
+        if c.action == "tier" and _in_range(c.at, first, last):
+            old, new_tier = c.detail.split(" (")[0].split(" → ")
+            (ups if rank[new_tier] > rank[old] else downs)[_month(c.at)] += 1
+    tables["members"]["movement"] = [(m, new[m], ups[m], downs[m]) for m in months]
+
+    # retention
+    start, end = local(first, 0), local(last + timedelta(days=1), 0)
+    year_start = end - timedelta(days=365)
+    kept = [p for p in purchases if p.refunded_at is None]
+    rows = []
+    for tier in tiers:
+        cohort = []
+        for m in members:
+            if m.created_at >= start:
+                continue
+            later = [c for c in changes if c.member_id == m.id and c.action == "tier" and c.at >= start]
+            then = later[0].detail.split(" → ")[0] if later else m.tier
+            if then == tier:
+                cohort.append(m.id)
+        retained = sum(any(p.member_id == i and start <= p.purchased_at < end for p in kept) for i in cohort)
+        churned = sum(not any(p.member_id == i and year_start <= p.purchased_at < end for p in kept) for i in cohort)
+        rows.append((name(tier), len(cohort), retained, _pct(retained, len(cohort)), churned,
+                     _pct(churned, len(cohort))))
+    tables["retention"]["by_tier"] = rows
+
+    # loyalty
+    tier_of = {m.id: m.tier for m in members}
+    quarters = list(dict.fromkeys(_quarter(local(day)) for day in _days(first, last)))
+    found: dict[tuple[str, str], list] = defaultdict(lambda: [0, Decimal(0), set()])
+    for p in kept:
+        if _in_range(p.purchased_at, first, last) and any(
+                q.member_id == p.member_id and q.purchased_at < p.purchased_at for q in kept):
+            cell = found[(_quarter(p.purchased_at), tier_of[p.member_id])]
+            cell[0] += 1
+            cell[1] += p.amount - p.refunded_amount
+            cell[2].add(p.member_id)
+    tables["loyalty"]["by_quarter"] = [
+        (q, name(t), found[(q, t)][0], found[(q, t)][1].quantize(Decimal("0.01")), len(found[(q, t)][2]), "—")
+        for q in quarters for t in tiers]
+
+    # points
+    sums = Counter()
+    for e in ledger:
+        if _in_range(e.occurred_at, first, last):
+            sums[(_month(e.occurred_at), e.kind)] += e.amount
+    tables["points"]["by_month"] = [(m, sums[(m, "earn")], -sums[(m, "redeem")], -sums[(m, "expire")],
+                                     -sums[(m, "reverse")], sums[(m, "adjust")]) for m in months]
+    horizon = TODAY + timedelta(days=d.expiring_days)
+    tables["points"]["outstanding"] = [
+        (name(t), sum(m.tier == t for m in members), sum(m.points_balance for m in members if m.tier == t),
+         sum(e.remaining for e in ledger if e.kind == "earn" and tier_of[e.member_id] == t
+             and TODAY <= e.expires_on < horizon))
+        for t in tiers]
+
+    # pushes
+    by = defaultdict(Counter)
+    reasons = Counter()
+    for p in pushes:
+        if not _in_range(p.created_at, first, last):
+            continue
+        key = (p.job, _month(p.created_at))
+        by[key]["planned"] += 1
+        by[key]["sent"] += p.sent_at is not None
+        by[key][{"delivered": "delivered", "sent": "sent_unconfirmed", "failed": "failed", "unreachable": "failed",
+                 "unknown": "in_doubt", "skipped": "skipped", "pending": "waiting", "sending": "waiting"}[p.status]] += 1
+        if p.status in ("skipped", "failed", "unreachable"):
+            outcome = "skipped" if p.status == "skipped" else "failed"
+            reasons[(*key, d.labels[outcome], p.reason or ("unreachable" if p.status == "unreachable" else ""))] += 1
+    columns = ("planned", "sent", "delivered", "sent_unconfirmed", "failed", "in_doubt", "skipped", "waiting")
+    tables["pushes"]["by_job"] = [(job, month, *(by[(job, month)][c] for c in columns)) for job, month in sorted(by)]
+    tables["pushes"]["reasons"] = sorted(
+        [(*k, n) for k, n in reasons.items()],
+        key=lambda r: (r[0], r[1], {d.labels["failed"]: "failed", d.labels["skipped"]: "skipped"}[r[2]], -r[4], r[3]))
+    return tables
+
+
+def _days(first: date, last: date):
+    day = first
+    while day <= last:
+        yield day
+        day += timedelta(days=1)
+
+
+def _pct(part: int, whole: int) -> str:
+    return "—" if not whole else f"{(Decimal(part * 100) / whole).quantize(Decimal('0.1'))}%"
