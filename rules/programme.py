@@ -10,13 +10,14 @@ from pydantic import Field, field_validator, model_validator
 
 from rules.base import Frozen
 from rules.chat import ChatMessages, DialogRules, Fallbacks, Route, WebhookRules
+from rules.gifts import GiftRules, GiftsMessages
 from rules.jobs import Jobs
 from rules.membership import BindingRules, MembershipMessages
 from rules.points import PointsMessages, PointsRules, RetentionRules, SegmentRules, Tier, TierGap
 from rules.pushes import OptOutMessages, PushRules
 
 
-class Messages(ChatMessages, MembershipMessages, PointsMessages, OptOutMessages):
+class Messages(ChatMessages, MembershipMessages, PointsMessages, OptOutMessages, GiftsMessages):
     """Every member-facing text (``messages:``), each declared by its capability's section."""
 
 
@@ -37,6 +38,7 @@ class Rules(Frozen):
     messages: Messages
     pushes: PushRules
     jobs: Jobs
+    gifts: GiftRules
 
     @model_validator(mode="after")
     def _jobs_name_known_things(self) -> "Rules":
@@ -47,6 +49,16 @@ class Rules(Frozen):
         strangers = sorted({tier for s in sections for tier in s.tiers_named()} - {t.id for t in self.tiers})
         if strangers:
             raise ValueError(f"jobs name unknown tier(s): {', '.join(strangers)}")
+        return self
+
+    @model_validator(mode="after")
+    def _gifts_name_known_things(self) -> "Rules":
+        unknown = sorted(set(self.gifts.push_messages()) - set(self.pushes.messages))
+        if unknown:
+            raise ValueError(f"gifts name push message(s) not in pushes.messages: {', '.join(unknown)}")
+        strangers = sorted(self.gifts.tiers_named() - {t.id for t in self.tiers})
+        if strangers:
+            raise ValueError(f"gifts name unknown tier(s): {', '.join(strangers)}")
         return self
 
     @field_validator("timezone")
