@@ -427,24 +427,26 @@ def record_purchase_entitlements(session: Session, rules: Rules, member: Member,
                                  purchased_at: datetime) -> int:
     """Entitlements to the VIP gift list a purchase brings (DOMAIN.md: Gifts; seed 000 第五节 五 (二)):
     one per purchase of at least ``gifts.vip_gift_min_purchase`` by a member of ``vip_gift_tiers``,
-    and for ``annual_gift_tiers`` one with the first purchase of each calendar year, told to the member
-    and their account manager once. Purchases of past years bring no annual gift. Returns how many."""
+    and for ``annual_gift_tiers`` one with the first purchase of each calendar year (purchases of past
+    years bring none now). The daily job tells members of their annual gift (``annual_entitled``).
+    Returns how many were added."""
     gifts = rules.gifts
     added = 0
     if member.tier in gifts.vip_gift_tiers and amount >= gifts.vip_gift_min_purchase:
         added += _entitle(session, member.id, f"purchase:{receipt_no}", "purchase")
     year = rules.today(purchased_at).year
     if member.tier in gifts.annual_gift_tiers and year == rules.today(utcnow()).year:
-        if _entitle(session, member.id, f"annual:{year}", "annual"):
-            added += 1
-            occasion = f"annual:{year}"
-            outbox.enqueue_member_push(session, "gifts", occasion, member.id, gifts.entitlement_message,
-                                       extra=outbox.extra_json(year=year), marketing=False)
-            if member.manager_id:
-                outbox.enqueue_staff_push(session, "gifts", occasion, member.manager_id,
-                                          gifts.entitlement_alert_message, member_id=member.id,
-                                          extra=outbox.extra_json(year=year))
+        added += _entitle(session, member.id, annual_source(year), "annual")
     return added
+
+
+def annual_source(year: int) -> str:
+    return f"annual:{year}"
+
+
+def annual_entitled(year: int):
+    """A condition on members: they earned the annual gift of ``year``."""
+    return Member.id.in_(select(GiftEntitlement.member_id).where(GiftEntitlement.source == annual_source(year)))
 
 
 def _entitle(session: Session, member_id: int, source: str, reason: str) -> int:

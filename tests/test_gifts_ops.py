@@ -238,19 +238,22 @@ def test_an_a_member_first_purchase_of_the_year_brings_the_annual_gift_told_once
     with state.db.write() as session:
         add_staff(session, "M1", "王经理", openid="o-m1")
         member = make_member(session, tier="A", manager_id="M1", openid="o-a")
+        make_member(session, tier="A", manager_id="M1", openid="o-a-nothing-bought")
     purchase(state, member.card_no, "R1", "100.00")
     purchase(state, member.card_no, "R2", "200.00")
     purchase(state, member.card_no, "R0", "300.00", when="2025-12-30T10:00:00")  # last year's: no annual gift now
     assert entitlements(state, member.id) == ["annual:2026"]
+    with state.db.read() as session:  # purchases plan no pushes: the daily job tells
+        assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
+    jobs.run_job(state, "gift_expiry", date(2026, 11, 24))
+    jobs.run_job(state, "gift_expiry", date(2026, 11, 25))
     with state.db.read() as session:
-        planned = session.execute(select(OutboxMessage.recipient, OutboxMessage.message)
-                                  .where(OutboxMessage.job == "gifts").order_by(OutboxMessage.id)).all()
-    assert planned == [(f"member:{member.id}", "gift_entitlement"),
-                       (f"staff:M1:member:{member.id}", "gift_entitlement_alert")]
-    from scheduler.delivery import drain
-
-    drain(state)
-    assert sorted(m["touser"] for m in fake_wechat.sent()) == ["o-a", "o-m1"]
+        planned = session.execute(select(OutboxMessage.recipient, OutboxMessage.message, OutboxMessage.occasion)
+                                  .order_by(OutboxMessage.id)).all()
+    assert planned == [(f"member:{member.id}", "gift_entitlement", "annual:2026"),
+                       (f"staff:M1:member:{member.id}", "gift_entitlement_alert", "annual:2026")]
+    sent = {m["touser"]: m for m in fake_wechat.sent()}
+    assert sorted(sent) == ["o-a", "o-m1"] and member.card_no in sent["o-m1"]["data"]["first"]["value"]
     with state.db.write() as session:
         make_stock(session, "brooch", 1)
         code = gifts.redeem(session, state.rules, member.id, "brooch", NOON, "test").code
