@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import glob
+import http.client
 import itertools
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -26,16 +28,17 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import requests  # noqa: E402
 import yaml  # noqa: E402
 
 from bench.common import ROOT, free_port, redis_server, wait_for_http  # noqa: E402
 from bot.dev.wire import WeChatServer, text_xml  # noqa: E402
 
 TOKEN, APPID, AES_KEY = "bench-token", "wx-bench", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+CONTENT = re.compile(r"<Content><!\[CDATA\[(.*?)\]\]></Content>", re.S)  # the reply's text (plain mode)
 GIFT = {"id": "bench", "name": "压测礼品", "description": "bench", "kind": "points", "points": 10,
         "tiers": ["D", "C", "B", "A"]}
 
@@ -96,8 +99,8 @@ def verify(url: str, items: int) -> dict[str, int]:
 class Race:
     """Members as threads, each redeeming until the gift is sold out."""
 
-    def __init__(self, base: str, members: int):
-        self.base, self.members = base, members
+    def __init__(self, host: str, port: int, members: int):
+        self.host, self.port, self.members = host, port, members
         self.server = WeChatServer(TOKEN, APPID, AES_KEY)
         self.msg_ids = itertools.count(int(time.time() * 1000) * 1000)
         self.lock = threading.Lock()
@@ -105,41 +108,47 @@ class Race:
         self.confirmed = self.sold_out = self.errors = self.requests = 0
         self.examples: list[str] = []
 
-    def send(self, http: requests.Session, openid: str, text: str) -> str:
+    def send(self, http: http.client.HTTPConnection, openid: str, text: str) -> str:
+        """Post one signed message on this member's keep-alive connection; the reply's text (plain mode)."""
         signed = self.server.sign(text_xml(openid, text, msg_id=next(self.msg_ids)), timestamp=int(time.time()))
-        response = http.post(self.base + "/wechat", params=signed.params, data=signed.body, timeout=30)
-        if response.status_code != 200 or response.text == "success":
-            return f"HTTP {response.status_code} {response.text[:60]}"
-        return self.server.read_reply(response.content, signed)["Content"]
+        http.request("POST", "/wechat?" + urlencode(signed.params), body=signed.body,
+                     headers={"Content-Type": "text/xml"})
+        response = http.getresponse()
+        body = response.read().decode()
+        if response.status != 200 or body == "success":
+            return f"HTTP {response.status} {body[:60]}"
+        found = CONTENT.search(body)
+        return found.group(1) if found else body
 
     def member(self, n: int, start: threading.Barrier) -> None:
         openid = f"bench-gift-{n}"
         mine: list[float] = []
         confirmed = sold_out = errors = sent = 0
-        with requests.Session() as http:
-            start.wait()
-            while errors < 5:
-                asked = self.send(http, openid, "兑换 bench")
-                sent += 1
-                if "已兑完" in asked:
-                    sold_out += 1
-                    break
-                if "回复“确认”" not in asked:
-                    errors += 1
-                    self._example(asked)
-                    continue
-                began = time.perf_counter()
-                answer = self.send(http, openid, "确认")
-                mine.append((time.perf_counter() - began) * 1000)
-                sent += 1
-                if "兑换码：" in answer:
-                    confirmed += 1
-                elif "已兑完" in answer:
-                    sold_out += 1
-                    break
-                else:
-                    errors += 1
-                    self._example(answer)
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        start.wait()
+        while errors < 5:
+            asked = self.send(connection, openid, "兑换 bench")
+            sent += 1
+            if "已兑完" in asked:
+                sold_out += 1
+                break
+            if "回复“确认”" not in asked:
+                errors += 1
+                self._example(asked)
+                continue
+            began = time.perf_counter()
+            answer = self.send(connection, openid, "确认")
+            mine.append((time.perf_counter() - began) * 1000)
+            sent += 1
+            if "兑换码：" in answer:
+                confirmed += 1
+            elif "已兑完" in answer:
+                sold_out += 1
+                break
+            else:
+                errors += 1
+                self._example(answer)
+        connection.close()
         with self.lock:
             self.confirm_ms += mine
             self.confirmed += confirmed
@@ -204,7 +213,7 @@ def measure(engine: str, url: str, redis_url: str, rules_path: Path, args) -> di
                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_http(f"http://127.0.0.1:{port}/healthz")
-        race = Race(f"http://127.0.0.1:{port}", args.members)
+        race = Race("127.0.0.1", port, args.members)
         elapsed = race.run()
     finally:
         server.terminate()

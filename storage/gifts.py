@@ -240,8 +240,8 @@ def redeem(session: Session, rules: Rules, member_id: int, gift_id: str, now: da
     gift = find_gift(rules, gift_id)
     today = rules.today(now)
     # The member's row first: every redemption of this member waits here for the one before it.
-    member = session.execute(select(Member).where(Member.id == member_id).with_for_update()).scalar_one()
-    session.refresh(member)  # the locked row as it is now, not as this session may have cached it
+    member = session.execute(select(Member).where(Member.id == member_id).with_for_update()
+                             .execution_options(populate_existing=True)).scalar_one()  # as locked, not as cached
     check_open(rules, gift, member, today)
     _check_limits(session, gift, member.id, today)
     entitlement = None
