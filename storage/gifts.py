@@ -394,11 +394,11 @@ def hand_over(session: Session, code: str, actor: str, now: datetime, note: str 
 
 
 def expire_due(session: Session, rules: Rules, today: date, message: str, now: datetime | None = None) -> int:
-    """Expire every open code whose last day is before ``today``: points, stock and entitlement come
-    back, and the member is told once (one push per code). Returns the codes expired."""
+    """Expire every open pickup code whose last day is before ``today``: points, stock and entitlement come
+    back, and the member is told once (one push per code). Returns the codes expired. A gift to mail
+    waits on staff, not on the member: it does not expire."""
     now = now or utcnow()
-    due = list(session.scalars(select(GiftRedemption).where(
-        GiftRedemption.status == "open", GiftRedemption.valid_until < today).order_by(GiftRedemption.id)))
+    due = list(session.scalars(select(GiftRedemption).where(*_due(today)).order_by(GiftRedemption.id)))
     expired = 0
     for redemption in due:
         if not _close(session, redemption, "expired", "job:gift_expiry", now, "not collected in time"):
@@ -416,8 +416,11 @@ def expire_due(session: Session, rules: Rules, today: date, message: str, now: d
 
 def due_codes(session: Session, today: date) -> int:
     """How many open codes would expire on ``today`` (for the job's preview)."""
-    return session.scalar(select(func.count()).select_from(GiftRedemption).where(
-        GiftRedemption.status == "open", GiftRedemption.valid_until < today)) or 0
+    return session.scalar(select(func.count()).select_from(GiftRedemption).where(*_due(today))) or 0
+
+
+def _due(today: date) -> tuple:
+    return (GiftRedemption.status == "open", GiftRedemption.valid_until < today, GiftRedemption.fulfilment == "pickup")
 
 
 # --------------------------------------------------------------------------- entitlements

@@ -162,6 +162,9 @@ def test_a_mailed_gift_is_marked_sent_with_its_tracking_note(app, state):
         make_stock(session, "bracelet", 1)
         code = gifts.redeem(session, state.rules, member.id, "bracelet", NOON, "test",
                             mail=gifts.Mailing("赵", "13800000000", "上海市 1 号")).code
+    jobs.run_job(state, "gift_expiry", date(2027, 6, 1), drain=False)  # waits on staff, not on the member
+    with state.db.read() as session:
+        assert gifts.find_redemption(session, code).status == "open"
     response = app.test_client().post(f"/api/redemptions/{code}/handover", headers={"X-API-Key": API_KEY},
                                       json={"note": "SF1234567890"})
     assert response.status_code == 200 and response.json["status"] == "mailed"
