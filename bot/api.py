@@ -186,3 +186,48 @@ def complaints_report():
     except TicketError:
         return jsonify(error="month: must be YYYY-MM", field="month"), 422
     return jsonify(data)
+@bp.post("/redemptions/<code>/handover")
+@api_key_required
+def handover(code: str):
+    """Mark a gift's code collected in store (or a mailed gift sent), once. Optional body:
+    ``{"staff": "M001", "note": "SF1234567890"}`` (who hands it over; a mailed gift's tracking note).
+    A second call answers 409 ``already_closed`` saying when and by whom."""
+    from sqlalchemy import select
+
+    from storage import gifts
+    from storage.models import Member, Staff
+
+    try:
+        body = read_json_body() if request.content_length or request.headers.get("Transfer-Encoding") else {}
+    except BodyError as exc:
+        return jsonify(error=str(exc), field=exc.field), exc.status
+    if isinstance(body, _RepeatedKey):
+        return jsonify(error=f"{body.key[:64]}: is given more than once", field=body.key[:64]), 422
+    if not isinstance(body, dict):
+        return jsonify(error="body: must be a JSON object", field="body"), 422
+    for name in body:
+        if name not in ("staff", "note"):
+            return jsonify(error=f"{name[:64]}: unknown field", field=name[:64]), 422
+    fields = {}
+    for name, limit in (("staff", 32), ("note", 200)):
+        value = body.get(name)
+        if value is not None and (not isinstance(value, str) or not value.strip() or len(value) > limit
+                                  or any(ord(c) < 32 for c in value)):
+            return jsonify(error=f"{name}: text of 1 to {limit} characters", field=name), 422
+        fields[name] = value.strip() if value else None
+    state = _state()
+    with state.db.write() as session:
+        if fields["staff"] and session.get(Staff, fields["staff"]) is None:
+            return jsonify(error=f"staff: no staff {fields['staff']}", field="staff"), 422
+        actor = f"staff:{fields['staff']}" if fields["staff"] else "api"
+        closing = gifts.hand_over(session, code[:64], actor, state.now(), note=fields["note"])
+        redemption = closing.redemption
+        card = session.scalar(select(Member.card_no).where(Member.id == redemption.member_id)) if redemption else None
+    if closing.outcome == "not_found":
+        return jsonify(status="not_found", code=gifts.normalise_code(code)[:64]), 404
+    answer = {"code": redemption.code, "gift_id": redemption.gift_id, "gift_name": redemption.gift_name,
+              "card_no": card, "by": redemption.closed_by,
+              "at": redemption.closed_at.isoformat() if redemption.closed_at else None}
+    if closing.outcome == "not_open":
+        return jsonify(status="already_closed", redemption_status=redemption.status, **answer), 409
+    return jsonify(status=redemption.status, **answer), 200

@@ -6,7 +6,7 @@ and add a route for it in config.yaml.
 from __future__ import annotations
 
 from bot.context import Handler
-from handlers import complaints, help, marketing, membership, points, pushes, staff
+from handlers import complaints, gifts, help, marketing, membership, points, pushes, staff
 
 HANDLERS: dict[str, Handler] = {
     # membership
@@ -18,6 +18,12 @@ HANDLERS: dict[str, Handler] = {
     "points": points.points,
     "history": points.history,
     "benefits": points.benefits,
+    # gifts
+    "gifts": gifts.gift_list,
+    "gifts_more": gifts.gift_list_more,
+    "redeem": gifts.redeem,
+    "my_gifts": gifts.my_gifts,
+    "cancel_redemption": gifts.cancel_redemption,
     # marketing pushes
     "unsubscribe": marketing.unsubscribe,
     "subscribe": marketing.subscribe,

@@ -12,13 +12,15 @@ from rules.base import Frozen
 from rules.chat import ChatMessages, DialogRules, Fallbacks, Route, WebhookRules
 from rules.complaints import ComplaintMessages, ComplaintRules
 from rules.dashboard import DashboardRules
+from rules.gifts import GiftRules, GiftsMessages
 from rules.jobs import Jobs
 from rules.membership import BindingRules, MembershipMessages
 from rules.points import PointsMessages, PointsRules, RetentionRules, SegmentRules, Tier, TierGap
 from rules.pushes import OptOutMessages, PushRules
 
 
-class Messages(ChatMessages, MembershipMessages, PointsMessages, OptOutMessages, ComplaintMessages):
+class Messages(ChatMessages, MembershipMessages, PointsMessages, OptOutMessages, ComplaintMessages,
+               GiftsMessages):
     """Every member-facing text (``messages:``), each declared by its capability's section."""
 
 
@@ -41,6 +43,7 @@ class Rules(Frozen):
     jobs: Jobs
     complaints: ComplaintRules
     dashboard: DashboardRules
+    gifts: GiftRules
 
     @model_validator(mode="after")
     def _jobs_name_known_things(self) -> "Rules":
@@ -70,6 +73,16 @@ class Rules(Frozen):
         tiers = {t.id for t in self.tiers}
         if set(self.dashboard.tier_colours) != tiers:
             raise ValueError(f"dashboard.tier_colours must give a colour to each tier: {', '.join(sorted(tiers))}")
+        return self
+
+    @model_validator(mode="after")
+    def _gifts_name_known_things(self) -> "Rules":
+        unknown = sorted(set(self.gifts.push_messages()) - set(self.pushes.messages))
+        if unknown:
+            raise ValueError(f"gifts name push message(s) not in pushes.messages: {', '.join(unknown)}")
+        strangers = sorted(self.gifts.tiers_named() - {t.id for t in self.tiers})
+        if strangers:
+            raise ValueError(f"gifts name unknown tier(s): {', '.join(strangers)}")
         return self
 
     @field_validator("timezone")

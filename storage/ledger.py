@@ -365,3 +365,41 @@ def check_balances(session: Session) -> list[BalanceMismatch]:
         .limit(1000)
     )
     return [BalanceMismatch(*row) for row in rows]
+
+
+def restore_points(
+    session: Session, member_id: int, points: int, *, today: date, reference: str, idempotency_key: str,
+    note: str | None = None,
+) -> LedgerEntry | None:
+    """Give back ``points`` a redemption spent (it was cancelled or expired): one ``reverse`` entry of +points.
+
+    The points go back into the member's spent earn lots that have not expired yet, soonest to
+    expire first (the order spending took them), so they expire as they would have; what those lots
+    cannot hold comes back without an expiry, like an adjustment. None if the key was used before.
+    """
+    if points <= 0:
+        raise ValueError(f"points to restore must be positive, got {points}")
+    if find_entry(session, idempotency_key):
+        return None
+    _locked_balance(session, member_id)
+    lots = session.scalars(
+        select(LedgerEntry)
+        .where(LedgerEntry.member_id == member_id, LedgerEntry.kind == "earn",
+               LedgerEntry.remaining < LedgerEntry.amount, LedgerEntry.expires_on >= today)
+        .order_by(LedgerEntry.expires_on, LedgerEntry.id)
+    )
+    left = points
+    for lot in lots:
+        if left <= 0:
+            break
+        room = min(lot.amount - lot.remaining, left)
+        lot.remaining += room
+        left -= room
+    entry = LedgerEntry(member_id=member_id, kind="reverse", amount=points, reference=reference, note=note,
+                        idempotency_key=idempotency_key)
+    session.add(entry)
+    session.execute(
+        update(Member).where(Member.id == member_id).values(points_balance=Member.points_balance + points)
+    )
+    session.flush()
+    return entry

@@ -390,3 +390,103 @@ class AdminSession(Base):
     staff_id: Mapped[str] = mapped_column(ForeignKey("staff.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+# --------------------------------------------------------------------------- gifts
+# The catalogue is rules (config.yaml `gifts:`); what the database holds is the state that must
+# never go wrong under concurrency: stock, redemptions and their codes, entitlements, history.
+
+
+class GiftStock(Base):
+    """How many of one gift the stores hold: ``stock`` on hand, ``reserved`` of them for open codes.
+
+    A redemption reserves one (``reserved < stock`` in the UPDATE's WHERE: never oversold); a
+    handover takes it off both; a cancel or an expiry gives the reservation back.
+    """
+
+    __tablename__ = "gift_stock"
+    __table_args__ = (
+        CheckConstraint("reserved >= 0", name="reserved_not_negative"),
+        CheckConstraint("reserved <= stock", name="reserved_within_stock"),
+        CheckConstraint("handed_over >= 0", name="handed_over_not_negative"),
+    )
+
+    gift_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    stock: Mapped[int] = mapped_column(Integer, default=0)  # on hand, reserved ones included
+    reserved: Mapped[int] = mapped_column(Integer, default=0)  # held for open codes
+    handed_over: Mapped[int] = mapped_column(Integer, default=0)  # collected or mailed, ever
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class GiftEntitlement(Base):
+    """A diamond member's right to one gift from the VIP gift list, earned by a purchase (once per source)."""
+
+    __tablename__ = "gift_entitlements"
+    __table_args__ = (
+        UniqueConstraint("member_id", "source", name="uq_gift_entitlements_member_source"),
+        Index("ix_gift_entitlements_member_id_used", "member_id", "redemption_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    source: Mapped[str] = mapped_column(String(80))  # "purchase:R123" or "annual:2027"
+    reason: Mapped[str] = mapped_column(String(16))  # purchase | annual
+    redemption_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)  # the redemption that used it
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class GiftRedemption(Base):
+    """One redemption with its code. status: open → collected | mailed | cancelled | expired."""
+
+    __tablename__ = "gift_redemptions"
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'collected', 'mailed', 'cancelled', 'expired')", name="status_known"),
+        CheckConstraint("points >= 0", name="points_not_negative"),
+        Index("ix_gift_redemptions_member_id_gift_id", "member_id", "gift_id"),
+        Index("ix_gift_redemptions_status_valid_until", "status", "valid_until"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    code: Mapped[str] = mapped_column(String(16), unique=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    gift_id: Mapped[str] = mapped_column(String(32))
+    gift_name: Mapped[str] = mapped_column(String(64))  # as named when redeemed (the gift may be withdrawn)
+    kind: Mapped[str] = mapped_column(String(8))  # points | vip_item | vip_gift
+    fulfilment: Mapped[str] = mapped_column(String(8))  # pickup | mail
+    points: Mapped[int] = mapped_column(BigInteger, default=0)  # spent; given back on cancel or expiry
+    month: Mapped[str] = mapped_column(String(7))  # local YYYY-MM redeemed in: per-month limits
+    status: Mapped[str] = mapped_column(String(10), default="open")
+    valid_until: Mapped[date] = mapped_column(Date)  # local date; a code still open after it expires
+    mail_name: Mapped[str | None] = mapped_column(String(64))
+    mail_phone: Mapped[str | None] = mapped_column(String(32))
+    mail_address: Mapped[str | None] = mapped_column(String(200))
+    tracking: Mapped[str | None] = mapped_column(String(200))  # the note given when mailed
+    closed_by: Mapped[str | None] = mapped_column(String(64))  # who handed it over, mailed or cancelled it
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class GiftRedemptionEvent(Base):
+    """A redemption's status history: who changed what, and when."""
+
+    __tablename__ = "gift_redemption_events"
+    __table_args__ = (Index("ix_gift_redemption_events_redemption_id_id", "redemption_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    redemption_id: Mapped[int] = mapped_column(ForeignKey("gift_redemptions.id"))
+    from_status: Mapped[str | None] = mapped_column(String(10))
+    to_status: Mapped[str] = mapped_column(String(10))
+    actor: Mapped[str] = mapped_column(String(64))  # "openid:o6_b…", "cli", "api", "staff:M001", "job:gift_expiry"
+    note: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class GiftStockChange(Base):
+    """An operator's stock adjustment, for the record."""
+
+    __tablename__ = "gift_stock_changes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    gift_id: Mapped[str] = mapped_column(String(32))
+    change: Mapped[int] = mapped_column(Integer)
+    stock_after: Mapped[int] = mapped_column(Integer)
+    actor: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from rules import BotError, Rules
-from storage import ledger
+from storage import gifts, ledger
 from storage.csvfile import CsvTable, bad_character, shown
 from storage.members import find_by_card, record_change
 from storage.models import LedgerEntry, Member, Purchase, PurchaseRefund, utcnow
@@ -177,6 +177,8 @@ def record_purchase(session: Session, purchase: PurchaseIn, rules: Rules, actor:
                     occurred_at=purchase.purchased_at,
                 )
             record_change(session, member.id, "purchase", actor, f"{purchase.receipt_no} {purchase.amount} CNY")
+            gifts.record_purchase_entitlements(session, rules, member, purchase.receipt_no, purchase.amount,
+                                               purchase.purchased_at)
             session.flush()
     except IntegrityError:
         existing = session.scalar(select(Purchase).where(Purchase.receipt_no == purchase.receipt_no))

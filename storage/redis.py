@@ -28,6 +28,7 @@ KINDS: dict[str, str] = {
     "push-sender": "a push sender is alive (heartbeat); pushes.claim_timeout_seconds",
     "push-marks": "a push sender's markers, one hash per claim: <id>:a a call has started (attempt, channel), "
                   "<id>:o it returned (outcome, msgid); 7 days, dropped once the outcomes are in the database",
+    "giftpage": "the page of the gift list a member saw last (for 更多); dialog.ttl_seconds",
     "wechat": "the shared access_token (WeChat's expiry less 5 minutes) and its fetch lock (15 s)",
 }
 

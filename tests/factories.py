@@ -56,3 +56,50 @@ def image_xml(openid: str, media_id: str, pic_url: str, msg_id: int, create_time
     return (f"<xml><ToUserName><![CDATA[gh_demo_account]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>"
             f"<CreateTime>{create_time}</CreateTime><MsgType><![CDATA[image]]></MsgType>"
             f"<PicUrl><![CDATA[{pic_url}]]></PicUrl><MediaId><![CDATA[{media_id}]]></MediaId><MsgId>{msg_id}</MsgId></xml>")
+# A small catalogue for gift tests (config.yaml's demo catalogue changes with the months).
+GIFT_RULES = {
+    "page_size": 3, "code_valid_days": 30, "vip_gift_tiers": ["B", "A"], "vip_gift_min_purchase": 5000,
+    "annual_gift_tiers": ["A"], "service_desk": "S1", "mail_alert_message": "gift_mail_alert",
+    "entitlement_message": "gift_entitlement", "entitlement_alert_message": "gift_entitlement_alert",
+    "catalogue": [
+        {"id": "box", "name": "首饰收纳盒", "description": "丝绒首饰盒", "kind": "points", "points": 3000,
+         "tiers": ["D", "C", "B", "A"], "limit_per_month": 1},
+        {"id": "care", "name": "清洗保养券", "kind": "points", "points": 800, "tiers": ["D", "C", "B", "A"],
+         "valid_days": 10},
+        {"id": "perfume", "name": "香水礼盒", "kind": "points", "points": 8000, "tiers": ["C", "B", "A"],
+         "limit_total": 2},
+        {"id": "later", "name": "新年福袋", "kind": "points", "points": 100, "tiers": ["D", "C", "B", "A"],
+         "available_from": "2026-12-01"},
+        {"id": "old", "name": "中秋月饼", "kind": "points", "points": 100, "tiers": ["D", "C", "B", "A"],
+         "available_until": "2026-10-31"},
+        {"id": "vipa", "name": "钻石吊坠（11 月 VIP 专享）", "kind": "vip_item", "member_price": 2999,
+         "tiers": ["C", "B", "A"], "available_from": "2026-11-01", "available_until": "2026-11-30",
+         "limit_per_month": 1},
+        {"id": "bracelet", "name": "纯银手链", "kind": "vip_gift", "tiers": ["B", "A"], "fulfilment": "mail"},
+        {"id": "brooch", "name": "香槟金胸针", "kind": "vip_gift", "tiers": ["B", "A"]},
+    ],
+}
+
+
+def make_points(session: Session, member: Member, points: int, expires_on: date = date(2028, 1, 1)) -> None:
+    """Give ``member`` an earn lot of ``points`` (through the ledger, so `points check` holds)."""
+    from storage import ledger
+
+    ledger.award_points(session, member.id, points, expires_on=expires_on)
+
+
+def make_stock(session: Session, gift_id: str, stock: int) -> None:
+    from storage import gifts
+
+    gifts.adjust_stock(session, gift_id, stock, actor="test")
+
+
+def make_entitlement(session: Session, member: Member, source: str = "purchase:TEST") -> None:
+    from storage.models import GiftEntitlement
+
+    session.add(GiftEntitlement(member_id=member.id, source=source, reason="purchase"))
+    session.flush()
+
+
+__all__ = ["GIFT_RULES", "WeChatServer", "event_xml", "make_entitlement", "make_member", "make_points", "make_stock",
+           "signature", "text_xml"]

@@ -10,7 +10,8 @@ from __future__ import annotations
 import click
 from flask import Flask
 
-from bot.cli import complaints, db, dev, members, points, purchases, push, refunds, rules, scheduler, serve, staff
+from bot.cli import (complaints, db, dev, gifts, members, points, purchases, push, refunds, rules, scheduler, serve,
+                     staff)
 from bot.cli.common import reported
 
 COMMANDS = (
@@ -22,6 +23,7 @@ COMMANDS = (
     purchases.group,
     refunds.group,
     points.group,
+    gifts.group,
     push.group,
     scheduler.group,
     complaints.group,

@@ -8,6 +8,7 @@ from __future__ import annotations
 from rules.base import Frozen
 from rules.jobs.base import JobSection
 from rules.jobs.birthday import BirthdayJob
+from rules.jobs.gift_expiry import GiftExpiryJob
 from rules.jobs.holidays import HolidaysJob
 from rules.jobs.monthly_bulletin import BulletinJob
 from rules.jobs.points_reset import PointsResetJob
@@ -22,6 +23,7 @@ class Jobs(Frozen):
     points_reset: PointsResetJob
     tier_recalc: TierRecalcJob
     ticket_watch: TicketWatchJob = TicketWatchJob()  # every few minutes, not daily (scheduler/jobs/ticket_watch.py)
+    gift_expiry: GiftExpiryJob
 
     def section(self, job_id: str) -> JobSection:
         """The rules of the job with this id."""
@@ -31,4 +33,4 @@ class Jobs(Frozen):
         return {name: getattr(self, name) for name in type(self).model_fields}
 
 
-__all__ = ["BirthdayJob", "BulletinJob", "HolidaysJob", "JobSection", "Jobs", "PointsResetJob", "TicketWatchJob", "TierRecalcJob"]
+__all__ = ["BirthdayJob", "BulletinJob", "GiftExpiryJob", "HolidaysJob", "JobSection", "Jobs", "PointsResetJob", "TicketWatchJob", "TierRecalcJob"]

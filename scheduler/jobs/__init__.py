@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from rules import Rules, render_text
 from scheduler import delivery
 from scheduler.delivery import DrainStats, push_context
-from scheduler.jobs import birthday, holidays, monthly_bulletin, points_reset, ticket_watch, tier_recalc
+from scheduler.jobs import birthday, gift_expiry, holidays, monthly_bulletin, points_reset, ticket_watch, tier_recalc
 from scheduler.jobs.base import Job, JobPlan
 from storage import outbox
 from storage.models import Member, utcnow
@@ -35,6 +35,7 @@ JOBS: dict[str, Job] = {job.id: job for job in (
     birthday.JOB,
     holidays.JOB,
     monthly_bulletin.JOB,
+    gift_expiry.JOB,
 )}
 
 # Jobs that run every few minutes rather than once a day: id -> (run(state), minutes from the rules).
