@@ -6,7 +6,7 @@ and add a route for it in config.yaml.
 from __future__ import annotations
 
 from bot.context import Handler
-from handlers import help, marketing, membership, points, pushes
+from handlers import events, help, marketing, membership, points, pushes
 
 HANDLERS: dict[str, Handler] = {
     # membership
@@ -18,6 +18,11 @@ HANDLERS: dict[str, Handler] = {
     "points": points.points,
     "history": points.history,
     "benefits": points.benefits,
+    # events
+    "events": events.list_events,
+    "join": events.join,
+    "my_events": events.my_events,
+    "leave": events.leave,
     # marketing pushes
     "unsubscribe": marketing.unsubscribe,
     "subscribe": marketing.subscribe,

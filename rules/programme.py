@@ -10,13 +10,14 @@ from pydantic import Field, field_validator, model_validator
 
 from rules.base import Frozen
 from rules.chat import ChatMessages, DialogRules, Fallbacks, Route, WebhookRules
+from rules.events import EventRules, EventsMessages
 from rules.jobs import Jobs
 from rules.membership import BindingRules, MembershipMessages
 from rules.points import PointsMessages, PointsRules, RetentionRules, SegmentRules, Tier, TierGap
 from rules.pushes import OptOutMessages, PushRules
 
 
-class Messages(ChatMessages, MembershipMessages, PointsMessages, OptOutMessages):
+class Messages(ChatMessages, MembershipMessages, PointsMessages, OptOutMessages, EventsMessages):
     """Every member-facing text (``messages:``), each declared by its capability's section."""
 
 
@@ -37,6 +38,17 @@ class Rules(Frozen):
     messages: Messages
     pushes: PushRules
     jobs: Jobs
+    events: EventRules
+
+    @model_validator(mode="after")
+    def _events_name_known_things(self) -> "Rules":
+        unknown = sorted(set(self.events.push_messages()) - set(self.pushes.messages))
+        if unknown:
+            raise ValueError(f"events name push message(s) not in pushes.messages: {', '.join(unknown)}")
+        strangers = sorted(set(self.events.tiers_named()) - {t.id for t in self.tiers})
+        if strangers:
+            raise ValueError(f"events name unknown tier(s): {', '.join(strangers)}")
+        return self
 
     @model_validator(mode="after")
     def _jobs_name_known_things(self) -> "Rules":
@@ -85,6 +97,14 @@ class Rules(Frozen):
     def today(self, now: datetime) -> date:
         """The local date at ``now`` (an aware instant, from the injected clock)."""
         return now.astimezone(self.zone).date()
+
+    def local_instant(self, local: datetime) -> datetime:
+        """The UTC instant of a local time written without an offset (event times in config.yaml)."""
+        return local.replace(tzinfo=self.zone).astimezone(timezone.utc)
+
+    def local_time(self, instant: datetime) -> str:
+        """An instant as members read it: 'YYYY-MM-DD HH:MM' in the rules' zone."""
+        return instant.astimezone(self.zone).strftime("%Y-%m-%d %H:%M")
 
     def local_midnight(self, day: date) -> datetime:
         """The UTC instant at which ``day`` starts in the rules' time zone."""

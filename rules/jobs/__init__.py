@@ -8,6 +8,9 @@ from __future__ import annotations
 from rules.base import Frozen
 from rules.jobs.base import JobSection
 from rules.jobs.birthday import BirthdayJob
+from rules.jobs.event_changes import EventChangesJob
+from rules.jobs.event_invitations import EventInvitationsJob
+from rules.jobs.event_reminders import EventRemindersJob
 from rules.jobs.holidays import HolidaysJob
 from rules.jobs.monthly_bulletin import BulletinJob
 from rules.jobs.points_reset import PointsResetJob
@@ -20,6 +23,9 @@ class Jobs(Frozen):
     monthly_bulletin: BulletinJob
     points_reset: PointsResetJob
     tier_recalc: TierRecalcJob
+    event_invitations: EventInvitationsJob
+    event_reminders: EventRemindersJob
+    event_changes: EventChangesJob
 
     def section(self, job_id: str) -> JobSection:
         """The rules of the job with this id."""
@@ -29,4 +35,4 @@ class Jobs(Frozen):
         return {name: getattr(self, name) for name in type(self).model_fields}
 
 
-__all__ = ["BirthdayJob", "BulletinJob", "HolidaysJob", "JobSection", "Jobs", "PointsResetJob", "TierRecalcJob"]
+__all__ = ["BirthdayJob", "BulletinJob", "EventChangesJob", "EventInvitationsJob", "EventRemindersJob", "HolidaysJob", "JobSection", "Jobs", "PointsResetJob", "TierRecalcJob"]
