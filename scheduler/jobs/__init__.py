@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 from rules import Rules, render_text
 from scheduler import delivery
 from scheduler.delivery import DrainStats, push_context
-from scheduler.jobs import birthday, holidays, monthly_bulletin, points_reset, tier_recalc
+from scheduler.jobs import (birthday, event_changes, event_invitations, event_reminders, holidays, monthly_bulletin,
+                            points_reset, tier_recalc)
 from scheduler.jobs.base import Job, JobPlan
 from storage import outbox
 from storage.models import Member, utcnow
@@ -35,6 +36,9 @@ JOBS: dict[str, Job] = {job.id: job for job in (
     birthday.JOB,
     holidays.JOB,
     monthly_bulletin.JOB,
+    event_changes.JOB,
+    event_invitations.JOB,
+    event_reminders.JOB,
 )}
 
 
