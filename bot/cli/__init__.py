@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 from flask import Flask
 
-from bot.cli import db, dev, members, points, purchases, push, refunds, rules, scheduler, serve, staff
+from bot.cli import db, dev, events, members, points, purchases, push, refunds, rules, scheduler, serve, staff
 from bot.cli.common import reported
 
 COMMANDS = (
@@ -23,6 +23,7 @@ COMMANDS = (
     refunds.group,
     points.group,
     push.group,
+    events.group,
     scheduler.group,
     *dev.COMMANDS,
 )
