@@ -6,7 +6,7 @@ from decimal import Decimal
 from functools import cached_property
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from rules.base import Frozen
 from rules.chat import ChatMessages, DialogRules, Fallbacks, Route, WebhookRules
@@ -40,15 +40,18 @@ class Rules(Frozen):
     jobs: Jobs
     events: EventRules
 
-    @model_validator(mode="after")
-    def _events_name_known_things(self) -> "Rules":
-        unknown = sorted(set(self.events.push_messages()) - set(self.pushes.messages))
+    @field_validator("events")
+    @classmethod
+    def _events_name_known_things(cls, events: EventRules, info: ValidationInfo) -> EventRules:
+        # tiers and pushes come before events, so they are checked already (absent if they were bad).
+        pushes, tiers = info.data.get("pushes"), info.data.get("tiers")
+        unknown = sorted(set(events.push_messages()) - set(pushes.messages)) if pushes else []
         if unknown:
             raise ValueError(f"events name push message(s) not in pushes.messages: {', '.join(unknown)}")
-        strangers = sorted(set(self.events.tiers_named()) - {t.id for t in self.tiers})
+        strangers = sorted(set(events.tiers_named()) - {t.id for t in tiers}) if tiers else []
         if strangers:
             raise ValueError(f"events name unknown tier(s): {', '.join(strangers)}")
-        return self
+        return events
 
     @model_validator(mode="after")
     def _jobs_name_known_things(self) -> "Rules":

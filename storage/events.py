@@ -574,6 +574,15 @@ def change_audiences(session: Session, rules: Rules, now: datetime) -> Changes:
     return changes
 
 
+def promote_everywhere(session: Session, rules: Rules, now: datetime) -> int:
+    """Promote the waitlists of sessions with free seats (a capacity raised in config.yaml); returns how many."""
+    waiting = select(EventSignup.session_id).where(EventSignup.status == "waitlisted").distinct()
+    promoted = 0
+    for row_id in session.scalars(waiting).all():
+        promoted += len(promote_waitlist(session, rules, _locked_row(session, EventSessionRow.id == row_id), now))
+    return promoted
+
+
 def apply_changes(session: Session, changes: Changes, now: datetime) -> dict[str, int]:
     """After the notices are planned: call off the sign-ups of cancelled sessions, note moves, and expire
     the waitlists of sessions that have started. Every waitlist entry ends in one final state."""

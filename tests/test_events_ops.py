@@ -197,3 +197,18 @@ def test_rules_check_refuses_removing_an_event_with_sign_ups_unless_cancelled(ap
     data["events"]["catalogue"].append(event_config("fashion", sessions=2, cancelled=True))
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     assert runner.invoke(args=["rules", "check", str(path)]).exit_code == 0
+
+
+def test_a_raised_capacity_promotes_the_waitlist_in_the_nightly_changes(state, people, rules_with, base_rules,
+                                                                      catalogue, fake_wechat):
+    book(state, people["chen"], guests=1)
+    waiting = book(state, people["zhou"])
+    catalogue[0]["sessions"][0]["capacity"] = 3
+    state.rules_holder._rules = rules_with(events=event_rules(base_rules, *catalogue), pushes=PUSHES)
+    jobs.run_job(state, "event_changes", date(2027, 3, 2))
+    jobs.run_job(state, "event_changes", date(2027, 3, 3))
+    with state.db.read() as session:
+        assert session.get(EventSignup, waiting.id).status == "booked"
+        assert session.scalar(select(EventSessionRow.seats_taken).where(EventSessionRow.session_key == "1")) == 3
+    [text] = texts(fake_wechat)["o-zhou"]
+    assert "已从候补转为正式报名" in text

@@ -3,7 +3,7 @@
 Everyone signed up to a cancelled session is told once (outbox key ``cx:<session row>``) and their
 sign-ups are called off (bookings) or expire (waitlist places) in the same transaction; booked
 members of a session whose time or place changed are told once per version (``mv:<row>:<hash>``).
-Waitlist places of sessions that started before the day expire. Run at once with `push run event_changes`.
+Waitlist places of sessions that started before the day expire; seats a raised capacity freed go to the waitlist. Run at once with `push run event_changes`.
 """
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ def plan(session: Session, rules: Rules, today: date) -> JobPlan:
 def apply_after(session: Session, rules: Rules, today: date, plan: JobPlan) -> None:
     now = _now(rules, today)
     plan.changes.update(events.apply_changes(session, events.change_audiences(session, rules, now), now))
+    plan.changes["waitlist places promoted"] = events.promote_everywhere(session, rules, now)
 
 
 JOB = Job("event_changes", plan, apply_after=apply_after)
