@@ -147,7 +147,8 @@ def join(ctx: Context) -> str | None:
         return _refusal(ctx, refused)
     given: dict[str, Any] = {"event_id": event.id, "title": event.title, "guests_allowed": event.guests_allowed,
                              "session_count": len(sessions),
-                             "sessions": "\n".join(_session_choice(ctx, event, es, n) for n, es in enumerate(sessions, 1))}
+                             "sessions": "\n".join(_session_choice(ctx, event, es, n)
+                                                   for n, es in enumerate(sessions, 1))}
     if not in_dialog:
         if len(sessions) == 1:
             given |= {"session": sessions[0].id, **events.session_values(rules, event, sessions[0])}

@@ -68,7 +68,8 @@ class Event(Frozen):
             raise ValueError("signup_closes must be after signup_opens")
         first = min(s.starts for s in self.sessions)
         if self.signup_closes > first:
-            raise ValueError(f"signup_closes ({self.signup_closes}) must not be after the first session starts ({first})")
+            raise ValueError(f"signup_closes ({self.signup_closes}) must not be after the first session starts "
+                             f"({first})")
         if self.cancel_until > first:
             raise ValueError(f"cancel_until ({self.cancel_until}) must not be after the first session starts ({first})")
         return self

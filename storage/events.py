@@ -511,7 +511,8 @@ def invitation_audiences(rules: Rules, now: datetime) -> list[outbox.Audience]:
     """Target tiers (and segments) of every event whose sign-up is open now: invited once per event."""
     audiences = []
     for event in rules.events.catalogue:
-        if event.cancelled or not (rules.local_instant(event.signup_opens) <= now < rules.local_instant(event.signup_closes)):
+        opens, closes = rules.local_instant(event.signup_opens), rules.local_instant(event.signup_closes)
+        if event.cancelled or not opens <= now < closes:
             continue
         where = Member.tier.in_(event.tiers)
         if event.segments:
@@ -527,8 +528,9 @@ def reminder_audiences(session: Session, rules: Rules, now: datetime) -> list[ou
     day = rules.today(now) + timedelta(days=rules.events.reminder_days_before)
     start, end = rules.local_midnight(day), rules.local_midnight(day + timedelta(days=1))
     audiences = []
-    for row in session.scalars(select(EventSessionRow).where(
-            EventSessionRow.starts_at >= start, EventSessionRow.starts_at < end, EventSessionRow.cancelled_at.is_(None))):
+    rows = select(EventSessionRow).where(EventSessionRow.starts_at >= start, EventSessionRow.starts_at < end,
+                                         EventSessionRow.cancelled_at.is_(None))
+    for row in session.scalars(rows):
         event = rules.events.event(row.event_id)
         es = event.session(row.session_key) if event is not None else None
         if es is None or es.cancelled or event.cancelled:
@@ -600,7 +602,8 @@ def apply_changes(session: Session, changes: Changes, now: datetime) -> dict[str
                         .values(seats_taken=0, cancelled_at=now).execution_options(synchronize_session=False))
     for row_id, (starts, ends, place) in changes.moved_rows.items():
         session.execute(update(EventSessionRow).where(EventSessionRow.id == row_id)
-                        .values(starts_at=starts, ends_at=ends, place=place).execution_options(synchronize_session=False))
+                        .values(starts_at=starts, ends_at=ends, place=place)
+                        .execution_options(synchronize_session=False))
     started = select(EventSessionRow.id).where(EventSessionRow.starts_at <= now)
     expired += session.execute(
         update(EventSignup).where(EventSignup.status == "waitlisted", EventSignup.session_id.in_(started))

@@ -55,7 +55,8 @@ def events_show(event_id: str) -> None:
     with bot.db.read() as session:
         figures = {f.session_key: f for f in events.event_figures(session, rules, event, now)}
         lines = events.roster(session, event.id)
-    click.echo(f"{event.id}  {event.title}  cancellation until {rules.local_time(rules.local_instant(event.cancel_until))}")
+    deadline = rules.local_time(rules.local_instant(event.cancel_until))
+    click.echo(f"{event.id}  {event.title}  cancellation until {deadline}")
     for es in event.sessions:
         fig = figures[es.id]
         no_shows = f", {fig.no_shows} no-shows ({_percent(fig.no_show_rate)})" if fig.ended else ""

@@ -35,4 +35,5 @@ class Jobs(Frozen):
         return {name: getattr(self, name) for name in type(self).model_fields}
 
 
-__all__ = ["BirthdayJob", "BulletinJob", "EventChangesJob", "EventInvitationsJob", "EventRemindersJob", "HolidaysJob", "JobSection", "Jobs", "PointsResetJob", "TierRecalcJob"]
+__all__ = ["BirthdayJob", "BulletinJob", "EventChangesJob", "EventInvitationsJob", "EventRemindersJob", "HolidaysJob",
+           "JobSection", "Jobs", "PointsResetJob", "TierRecalcJob"]

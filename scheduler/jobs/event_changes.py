@@ -3,7 +3,8 @@
 Everyone signed up to a cancelled session is told once (outbox key ``cx:<session row>``) and their
 sign-ups are called off (bookings) or expire (waitlist places) in the same transaction; booked
 members of a session whose time or place changed are told once per version (``mv:<row>:<hash>``).
-Waitlist places of sessions that started before the day expire; seats a raised capacity freed go to the waitlist. Run at once with `push run event_changes`.
+Waitlist places of sessions that started before the day expire; seats a raised capacity freed go to
+the waitlist. Run at once with `push run event_changes`.
 """
 from __future__ import annotations
 
