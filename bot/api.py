@@ -133,7 +133,7 @@ def post_purchases():
             return jsonify(error="some purchases have bad fields; nothing was stored", errors=errors), 422
         return jsonify(errors[0]), 422
     with state.db.write() as session:
-        results = [record_purchase(session, purchase, rules, actor="api") for purchase in purchases]
+        results = [record_purchase(session, purchase, rules, actor="api", now=now) for purchase in purchases]
     payload = [r.as_dict() for r in results]
     if isinstance(body, list):
         # 200: every receipt is in (created now or before); 207: some were refused, see each result.

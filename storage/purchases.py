@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from rules import BotError, Rules
-from storage import gifts, ledger
+from storage import complaints, gifts, ledger
 from storage.csvfile import CsvTable, bad_character, shown
 from storage.members import find_by_card, record_change
 from storage.models import LedgerEntry, Member, Purchase, PurchaseRefund, utcnow
@@ -150,8 +150,11 @@ def points_for(amount: Decimal, rate: Decimal) -> int:
     return math.floor(amount * rate)
 
 
-def record_purchase(session: Session, purchase: PurchaseIn, rules: Rules, actor: str = "api") -> PurchaseResult:
-    """Record a purchase once per receipt number and award its points (an earn lot)."""
+def record_purchase(session: Session, purchase: PurchaseIn, rules: Rules, actor: str = "api",
+                    now: datetime | None = None) -> PurchaseResult:
+    """Record a purchase once per receipt number and award its points (an earn lot), the VIP gift
+    entitlements it brings and, for a key account's first purchase, the call-back task (回访)."""
+    now = now or utcnow()
     existing = session.scalar(select(Purchase).where(Purchase.receipt_no == purchase.receipt_no))
     if existing is not None:
         return _duplicate(session, existing, purchase)
@@ -179,6 +182,7 @@ def record_purchase(session: Session, purchase: PurchaseIn, rules: Rules, actor:
             record_change(session, member.id, "purchase", actor, f"{purchase.receipt_no} {purchase.amount} CNY")
             gifts.record_purchase_entitlements(session, rules, member, purchase.receipt_no, purchase.amount,
                                                purchase.purchased_at)
+            complaints.first_purchase_callback(session, rules, now, member, purchase.purchased_at)
             session.flush()
     except IntegrityError:
         existing = session.scalar(select(Purchase).where(Purchase.receipt_no == purchase.receipt_no))
@@ -354,7 +358,7 @@ def import_purchases(session: Session, lines: Iterable[str], rules: Rules, now: 
         except FieldError as exc:
             report.errors.append((record.line, str(exc)))
             continue
-        result = record_purchase(session, purchase, rules, actor)
+        result = record_purchase(session, purchase, rules, actor, now)
         if result.status == "refused":
             report.errors.append((record.line, result.reason or "refused"))
         else:

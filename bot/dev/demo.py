@@ -46,5 +46,5 @@ def seed_demo_data(bot: BotState) -> None:
     with bot.db.write() as session:
         for n, (card_no, days_ago, amount) in enumerate(DEMO_PURCHASES, start=1):
             purchase = PurchaseIn(f"DEMO-{n:04d}", card_no, Decimal(amount), now - timedelta(days=days_ago), "演示门店")
-            record_purchase(session, purchase, bot.rules, actor="demo")
+            record_purchase(session, purchase, bot.rules, actor="demo", now=now)
     log.info("demo members loaded from %s: %s", DEMO_MEMBERS, report.summary())
