@@ -357,7 +357,7 @@ def _give_back(session: Session, rules: Rules, redemption: GiftRedemption, today
     if redemption.points:
         ledger.restore_points(session, redemption.member_id, redemption.points, today=today,
                               reference=redemption.code, note=f"{why}: {redemption.gift_name}",
-                              idempotency_key=f"gift-back:{redemption.code}")
+                              idempotency_key=f"{ledger.GIFT_BACK_KEY}{redemption.code}")
     return redemption.points
 
 

@@ -175,7 +175,7 @@ def test_a_mailed_gift_is_marked_sent_with_its_tracking_note(app, state):
 # --------------------------------------------------------------------------- expiry
 
 
-def test_expiry_returns_points_and_stock_and_tells_the_member_once(app, state, fake_wechat):
+def test_expiry_returns_points_and_stock_and_tells_the_member_once(app, state, fake_wechat, wechat):
     member_id, code = redeemed(state, "care", points=800, openid="o-expire")  # care codes last 10 days
     _, kept = redeemed(state, "box", openid="o-keep")
     assert jobs.run_job(state, "gift_expiry", date(2026, 12, 3))[0].changes == {"codes expired": 0}
@@ -201,6 +201,9 @@ def test_expiry_returns_points_and_stock_and_tells_the_member_once(app, state, f
         assert session.scalar(select(func.count()).select_from(LedgerEntry).where(LedgerEntry.kind == "reverse")) == 1
     preview = app.test_cli_runner().invoke(args=["push", "preview", "gift_expiry", "--date", "2027-01-01"])
     assert preview.exit_code == 0
+    history = wechat.text("o-expire", "积分明细").splitlines()  # named for what it is, not as a refund
+    assert [line.split(" ", 1)[1] for line in history[1:] if "兑换" in line] == ["兑换退回 +800", "兑换 -800"]
+    assert not any("退货扣回" in line for line in history)
 
 
 def test_an_expired_code_cannot_be_handed_over(state):
