@@ -249,6 +249,7 @@ class RefundResult:
     amount: Decimal | None = None
     refunded_total: Decimal | None = None  # of the purchase, this refund included
     reason: str | None = None
+    gift_entitlement: str | None = None  # taken_back | kept_used: the purchase's VIP gift-list entitlement
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"receipt_no": self.receipt_no, "status": self.status}
@@ -260,19 +261,23 @@ class RefundResult:
             out.update(points_reversed=self.points_reversed, shortfall=self.shortfall)
             if self.points_expired:
                 out["points_expired"] = self.points_expired
+            if self.gift_entitlement:
+                out["gift_entitlement"] = self.gift_entitlement
         if self.reason:
             out["reason"] = self.reason
         return out
 
 
 def refund_purchase(session: Session, receipt_no: str, refund: RefundIn | None = None,
-                    actor: str = "api") -> RefundResult:
+                    actor: str = "api", *, rules: Rules) -> RefundResult:
     """Refund a purchase, in full or in part, once per refund number; take back the points of that share.
 
     A refund of ``amount`` takes back floor(points earned × refunded so far / purchase amount) less
     what earlier refunds took, so several partial refunds add up to the whole. Points already spent
     cannot go below zero (the shortfall is reported and noted in the ledger); points of the purchase
-    that had expired are not taken from other points. A receipt number no purchase can have (too
+    that had expired are not taken from other points. When what is left of the purchase falls below
+    ``gifts.vip_gift_min_purchase``, the VIP gift-list entitlement it earned is taken back if unused
+    (a used one stays). A receipt number no purchase can have (too
     long, control characters) is ``not_found`` without asking the database (PostgreSQL refuses NUL).
     """
     refund = refund or RefundIn()
@@ -320,10 +325,13 @@ def refund_purchase(session: Session, receipt_no: str, refund: RefundIn | None =
     purchase.refunded_amount = refunded_total
     if refunded_total >= purchase.amount:
         purchase.refunded_at = utcnow()
+    entitlement = gifts.refund_entitlement(session, rules, purchase.member_id, receipt_no,
+                                           purchase.amount - refunded_total)
     record_change(session, purchase.member_id, "refund", actor,
-                  f"{receipt_no} {refund.refund_no}: {amount} CNY, {reversal.reversed_points} points back")
+                  f"{receipt_no} {refund.refund_no}: {amount} CNY, {reversal.reversed_points} points back"
+                  + (f", gift entitlement {entitlement.replace('_', ' ')}" if entitlement else ""))
     return RefundResult(receipt_no, "refunded", reversal.reversed_points, reversal.shortfall, expired,
-                        refund.refund_no, amount, refunded_total)
+                        refund.refund_no, amount, refunded_total, gift_entitlement=entitlement)
 
 
 # --------------------------------------------------------------------------- CSV
@@ -379,7 +387,7 @@ class RefundImportReport:
         return f"{refunded} refunded, {len(self.results) - refunded} already refunded, {len(self.errors)} refused"
 
 
-def import_refunds(session: Session, lines: Iterable[str], actor: str = "cli") -> RefundImportReport:
+def import_refunds(session: Session, lines: Iterable[str], rules: Rules, actor: str = "cli") -> RefundImportReport:
     """Refunds from CSV (receipt_no,refund_no,amount; an empty amount refunds everything left), each once."""
     report = RefundImportReport()
     for record in CsvTable(lines).readable(("receipt_no",), report.errors):
@@ -390,7 +398,7 @@ def import_refunds(session: Session, lines: Iterable[str], actor: str = "cli") -
         except FieldError as exc:
             report.errors.append((record.line, str(exc)))
             continue
-        result = refund_purchase(session, receipt_no, refund, actor)
+        result = refund_purchase(session, receipt_no, refund, actor, rules=rules)
         if result.status in ("refused", "not_found"):
             report.errors.append((record.line, result.reason or f"receipt_no {receipt_no} is not a known purchase"))
         else:

@@ -139,7 +139,7 @@ def test_points_history_names_a_cancelled_redemption_s_points_as_given_back(wech
         purchases.record_purchase(session, purchases.PurchaseIn(
             "R-H1", member.card_no, Decimal("800.00"), datetime(2026, 11, 23, 3, 0, tzinfo=timezone.utc), "旗舰店"),
             state.rules, now=datetime(2026, 11, 23, 4, 0, tzinfo=timezone.utc))
-        purchases.refund_purchase(session, "R-H1", purchases.RefundIn(Decimal("300.00"), "RF1"))
+        purchases.refund_purchase(session, "R-H1", purchases.RefundIn(Decimal("300.00"), "RF1"), rules=state.rules)
     lines = wechat.text("o-h", "积分明细").splitlines()
     assert lines[0] == "最近 5 笔积分记录："
     assert {"2026-11-23 兑换 -3,000", "2026-11-23 兑换退回 +3,000", "2026-11-23 消费积分 +800",
