@@ -133,7 +133,7 @@ def post_purchases():
             return jsonify(error="some purchases have bad fields; nothing was stored", errors=errors), 422
         return jsonify(errors[0]), 422
     with state.db.write() as session:
-        results = [record_purchase(session, purchase, rules, actor="api") for purchase in purchases]
+        results = [record_purchase(session, purchase, rules, actor="api", now=now) for purchase in purchases]
     payload = [r.as_dict() for r in results]
     if isinstance(body, list):
         # 200: every receipt is in (created now or before); 207: some were refused, see each result.
@@ -161,7 +161,7 @@ def refund(receipt_no: str):
     except FieldError as exc:
         return jsonify(error=str(exc), field=exc.field), 422
     with _state().db.write() as session:
-        result = refund_purchase(session, receipt_no, wanted, actor="api")
+        result = refund_purchase(session, receipt_no, wanted, actor="api", rules=_state().rules)
     status = {"refunded": 200, "already_refunded": 200, "not_found": 404, "refused": 422}[result.status]
     return jsonify(result.as_dict()), status
 

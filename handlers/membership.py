@@ -43,6 +43,8 @@ def _try_bind(ctx: Context, answers: dict[str, Any]) -> str:
             return ctx.text("bind_already", card_no=member.card_no)
     if outcome is BindOutcome.CARD_TAKEN:
         return ctx.text("bind_card_taken")
+    if outcome is BindOutcome.STAFF:
+        return ctx.text("bind_staff_account")
     tries_left = members.record_bind_failure(ctx.redis, ctx.state.keys, ctx.openid, ctx.rules.binding,
                                              answers["card_no"])
     # Never say which of card or phone was wrong: that would help someone guessing.
@@ -61,6 +63,8 @@ def bind(ctx: Context) -> str | None:
     """`绑定 <card> <phone>` in one message, or a dialog asking for each in turn."""
     if ctx.member is not None:
         return ctx.text("bind_already", card_no=ctx.member.card_no)
+    if ctx.staff is not None:  # told before the questions; bind_member refuses it too
+        return ctx.text("bind_staff_account")
     locked = members.bind_lockout_minutes(ctx.redis, ctx.state.keys, ctx.openid)
     if locked:
         return ctx.text("bind_locked", minutes=locked)

@@ -17,7 +17,7 @@ LABEL_KEYS = frozenset({
     "new_members", "upgrades", "downgrades",
     "members_at_start", "retained", "retention_rate", "churned", "churn_rate",
     "repeat_purchases", "repeat_amount", "repeat_buyers", "event_participation",
-    "earned", "redeemed", "expired", "reversed", "adjusted",
+    "earned", "redeemed", "expired", "reversed", "adjusted", "returned",
     "outstanding", "expiring", "points_unit", "members_unit", "percent_unit", "amount_unit", "pushes_unit",
     "planned", "sent", "delivered", "sent_unconfirmed", "failed", "skipped", "in_doubt", "waiting",
     # empty states

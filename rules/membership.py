@@ -21,6 +21,7 @@ class MembershipMessages(MessageTexts):
     bind_locked: str
     bind_already: str
     bind_card_taken: str
+    bind_staff_account: str
     unbind_success: str
     not_bound: str
     welcome_back: str

@@ -53,8 +53,9 @@ class LedgerKindNames(Frozen):
     redeem: str
     expire: str
     adjust: str
-    reverse: str
+    reverse: str  # points a refund took back
     opening: str  # an earn lot that is an import's opening balance
+    gift_return: str  # points a cancelled or expired redemption gave back (a reverse entry of +points)
 
 
 class PointsRules(Frozen):

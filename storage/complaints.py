@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, cast, func, literal, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -122,16 +122,17 @@ def supervisors(session: Session) -> list[str]:
     return []
 
 
-def service_desk_next(session: Session) -> str | None:
-    """Round-robin among bound service staff: the one whose latest assignment is oldest."""
+def service_desk_next(session: Session, work: type[Ticket] | type[CallBack] = Ticket) -> str | None:
+    """Round-robin among bound service staff: the one whose latest assignment of ``work`` (tickets,
+    or call-back tasks) is oldest."""
     query = select(Staff.id).where(Staff.role == "service", Staff.openid.is_not(None)).order_by(Staff.id)
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()  # two tickets at once take turns (SQLite: the write lock)
     desk = list(session.scalars(query))
     if not desk:
         return None
-    latest = dict(session.execute(select(Ticket.assignee_id, func.max(Ticket.id))
-                                  .where(Ticket.assignee_id.in_(desk)).group_by(Ticket.assignee_id)).all())
+    owner = Ticket.assignee_id if work is Ticket else CallBack.staff_id
+    latest = dict(session.execute(select(owner, func.max(work.id)).where(owner.in_(desk)).group_by(owner)).all())
     return min(desk, key=lambda staff_id: (latest.get(staff_id, 0), staff_id))
 
 
@@ -543,27 +544,26 @@ def close_callback(session: Session, now: datetime, staff, number: str, note: st
     return callback
 
 
-def first_purchase_callbacks(session: Session, rules: Rules, now: datetime, lookback: timedelta) -> int:
-    """A call-back for each key account whose first purchase came in lately (seed 000: after the first
-    purchase): B members' for the service desk, A members' for their account manager (config)."""
+def first_purchase_callback(session: Session, rules: Rules, now: datetime, member: Member,
+                            purchased_at: datetime) -> bool:
+    """The call-back after a key account's first purchase (seed 000), made when the purchase is recorded:
+    B members' for the service desk, A members' for their account manager (config), due
+    ``callback_days.first_purchase`` days after the purchase. Once per member (the unique source); a
+    purchase recorded when its call-back would be overdue already (old history imported late) makes none."""
     cfg = rules.complaints
     days = cfg.callback_days.get("first_purchase")
-    if days is None or not cfg.callback_first_purchase_tiers:
-        return 0
-    firsts = (select(Purchase.member_id, func.min(Purchase.created_at).label("first_at"))
-              .group_by(Purchase.member_id).having(func.count() == 1).subquery())
-    rows = session.execute(
-        select(Member, firsts.c.first_at).join(firsts, firsts.c.member_id == Member.id)
-        .where(Member.tier.in_(list(cfg.callback_first_purchase_tiers)), firsts.c.first_at > now - lookback,
-               ~select(CallBack.id).where(CallBack.source == literal("purchase:") + cast(Member.id, String)).exists())
-    ).all()
-    made = 0
-    for member, first_at in rows:
-        owner = member.manager_id if cfg.callback_first_purchase_tiers[member.tier] == "manager" else None
-        owner = owner or service_desk_next(session)
-        made += create_callback(session, rules, now, f"purchase:{member.id}", member.id, owner, "first_purchase",
-                                first_at + timedelta(days=days))
-    return made
+    owner_kind = cfg.callback_first_purchase_tiers.get(member.tier)
+    if days is None or owner_kind is None:
+        return False
+    due_at = purchased_at + timedelta(days=days)
+    if due_at <= now:
+        return False
+    purchases = session.scalar(select(func.count()).select_from(Purchase).where(Purchase.member_id == member.id))
+    if purchases != 1:  # not the first (the one being recorded is flushed already)
+        return False
+    owner = member.manager_id if owner_kind == "manager" else None
+    owner = owner or service_desk_next(session, CallBack)
+    return create_callback(session, rules, now, f"purchase:{member.id}", member.id, owner, "first_purchase", due_at)
 
 
 # --------------------------------------------------------------------------- the watcher
@@ -574,7 +574,6 @@ class WatchReport:
     warned: int = 0
     breached: int = 0
     held_for_night: int = 0
-    callbacks_made: int = 0
     callbacks_overdue: int = 0
     notes: list[str] = field(default_factory=list)
 
@@ -582,7 +581,7 @@ class WatchReport:
 def watch(session: Session, rules: Rules, now: datetime) -> WatchReport:
     """Warn assignees at 75 % of each deadline and alert supervisors at a breach (marking the ticket
     breached), each exactly once per deadline and period (the outbox key); normal-priority tickets are
-    not warned at night. Overdue call-backs are warned once; key accounts' first purchases get theirs."""
+    not warned at night. Overdue call-backs are warned once."""
     cfg = rules.complaints
     report = WatchReport()
     night = cfg.night is not None and cfg.night.contains(now.astimezone(rules.zone))
@@ -614,7 +613,6 @@ def watch(session: Session, rules: Rules, now: datetime) -> WatchReport:
                 if alert_staff(session, rules, ticket, "ticket_warn", occasion, ticket.assignee_id, cfg.pushes.warning,
                                deadline="首次响应" if kind == "r" else "解决", due=local_text(rules, due)):
                     report.warned += 1
-    report.callbacks_made = first_purchase_callbacks(session, rules, now, timedelta(days=3))
     overdue = session.execute(select(CallBack).where(CallBack.done_at.is_(None), CallBack.due_at <= now,
                                                      CallBack.staff_id.is_not(None))).scalars().all()
     for callback in overdue:

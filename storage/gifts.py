@@ -21,7 +21,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -357,7 +357,7 @@ def _give_back(session: Session, rules: Rules, redemption: GiftRedemption, today
     if redemption.points:
         ledger.restore_points(session, redemption.member_id, redemption.points, today=today,
                               reference=redemption.code, note=f"{why}: {redemption.gift_name}",
-                              idempotency_key=f"gift-back:{redemption.code}")
+                              idempotency_key=f"{ledger.GIFT_BACK_KEY}{redemption.code}")
     return redemption.points
 
 
@@ -436,7 +436,7 @@ def record_purchase_entitlements(session: Session, rules: Rules, member: Member,
     gifts = rules.gifts
     added = 0
     if member.tier in gifts.vip_gift_tiers and amount >= gifts.vip_gift_min_purchase:
-        added += _entitle(session, member.id, f"purchase:{receipt_no}", "purchase")
+        added += _entitle(session, member.id, purchase_source(receipt_no), "purchase")
     year = rules.today(purchased_at).year
     if member.tier in gifts.annual_gift_tiers and year == rules.today(utcnow()).year:
         added += _entitle(session, member.id, annual_source(year), "annual")
@@ -445,6 +445,32 @@ def record_purchase_entitlements(session: Session, rules: Rules, member: Member,
 
 def annual_source(year: int) -> str:
     return f"annual:{year}"
+
+
+def purchase_source(receipt_no: str) -> str:
+    return f"purchase:{receipt_no}"
+
+
+TAKEN_BACK, KEPT_USED = "taken_back", "kept_used"
+
+
+def refund_entitlement(session: Session, rules: Rules, member_id: int, receipt_no: str,
+                       amount_left: Decimal) -> str | None:
+    """A refund leaving less than ``gifts.vip_gift_min_purchase`` of a purchase takes back the gift-list
+    entitlement it earned, if still unused (``TAKEN_BACK``); a used one stays (``KEPT_USED``: the gift
+    was chosen, or handed over, while the purchase stood). None: the purchase earned none, or still
+    qualifies. A redemption using it at the same moment is held off by the conditional delete: one of
+    the two wins (the redemption then finds no entitlement and is refused)."""
+    if amount_left >= rules.gifts.vip_gift_min_purchase:
+        return None
+    entitlement_id = session.scalar(select(GiftEntitlement.id).where(
+        GiftEntitlement.member_id == member_id, GiftEntitlement.source == purchase_source(receipt_no)))
+    if entitlement_id is None:
+        return None
+    taken = session.execute(delete(GiftEntitlement).where(
+        GiftEntitlement.id == entitlement_id, GiftEntitlement.redemption_id.is_(None))
+        .execution_options(synchronize_session=False)).rowcount
+    return TAKEN_BACK if taken else KEPT_USED
 
 
 def annual_entitled(year: int):

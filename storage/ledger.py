@@ -33,12 +33,18 @@ def open_lots(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
 
 
 OPENING_KEY = "opening:"  # idempotency key prefix of an import's opening balance (one lot per card)
+GIFT_BACK_KEY = "gift-back:"  # idempotency key prefix of the points a cancelled or expired redemption gives back
 
 
 def display_kind(entry: LedgerEntry) -> str:
-    """How a member's history names the entry: its kind, or ``opening`` for an import's opening balance."""
-    if entry.kind == "earn" and (entry.idempotency_key or "").startswith(OPENING_KEY):
+    """How a member's history names the entry: its kind; ``opening`` for an import's opening balance;
+    ``gift_return`` for the points a cancelled or expired redemption gave back (a ``reverse`` entry,
+    like a refund's, but the other way round: named for what it is, not as a refund)."""
+    key = entry.idempotency_key or ""
+    if entry.kind == "earn" and key.startswith(OPENING_KEY):
         return "opening"
+    if entry.kind == "reverse" and key.startswith(GIFT_BACK_KEY):
+        return "gift_return"
     return entry.kind
 
 
@@ -371,7 +377,8 @@ def restore_points(
     session: Session, member_id: int, points: int, *, today: date, reference: str, idempotency_key: str,
     note: str | None = None,
 ) -> LedgerEntry | None:
-    """Give back ``points`` a redemption spent (it was cancelled or expired): one ``reverse`` entry of +points.
+    """Give back ``points`` a redemption spent (it was cancelled or expired): one ``reverse`` entry of +points
+    (its ``idempotency_key`` starts with ``GIFT_BACK_KEY``: the history names it a gift return).
 
     The points go back into the member's spent earn lots that have not expired yet, soonest to
     expire first (the order spending took them), so they expire as they would have; what those lots

@@ -81,13 +81,17 @@ class BindOutcome(enum.Enum):
     ALREADY_BOUND = "already_bound"  # this openid is bound to a card already
     CARD_TAKEN = "card_taken"  # the card is bound to another openid
     NO_MATCH = "no_match"  # no member has this card and phone
+    STAFF = "staff"  # this openid is a staff member's (a member's account is never a staff account too)
 
 
 def bind_member(session: Session, openid: str, card_no: str, phone: str) -> tuple[BindOutcome, Member | None]:
-    """Link ``openid`` to the member with this card and phone: one openid per member and vice versa."""
+    """Link ``openid`` to the member with this card and phone: one openid per member and vice versa,
+    and never an openid bound to staff (员工绑定 refuses a member's openid the same way)."""
     current = find_by_openid(session, openid)
     if current is not None:
         return BindOutcome.ALREADY_BOUND, current
+    if is_staff_openid(session, openid):
+        return BindOutcome.STAFF, None
     member = find_by_card(session, card_no)
     if member is None or normalise_phone(member.phone) != normalise_phone(phone):
         return BindOutcome.NO_MATCH, None
@@ -110,6 +114,11 @@ def bind_member(session: Session, openid: str, card_no: str, phone: str) -> tupl
     record_change(session, member.id, "bind", f"openid:{openid}")
     log.info("bind: %s bound to card %s", mask_openid(openid), member.card_no)
     return BindOutcome.BOUND, member
+
+
+def is_staff_openid(session: Session, openid: str) -> bool:
+    """Whether ``openid`` is bound to a staff account."""
+    return session.scalar(select(Staff.id).where(Staff.openid == openid).limit(1)) is not None
 
 
 # The bind lockout lives in Redis. Without Redis it is not enforced (logged): members can still

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from rules import BotError, Rules
-from storage import gifts, ledger
+from storage import complaints, gifts, ledger
 from storage.csvfile import CsvTable, bad_character, shown
 from storage.members import find_by_card, record_change
 from storage.models import LedgerEntry, Member, Purchase, PurchaseRefund, utcnow
@@ -150,8 +150,11 @@ def points_for(amount: Decimal, rate: Decimal) -> int:
     return math.floor(amount * rate)
 
 
-def record_purchase(session: Session, purchase: PurchaseIn, rules: Rules, actor: str = "api") -> PurchaseResult:
-    """Record a purchase once per receipt number and award its points (an earn lot)."""
+def record_purchase(session: Session, purchase: PurchaseIn, rules: Rules, actor: str = "api",
+                    now: datetime | None = None) -> PurchaseResult:
+    """Record a purchase once per receipt number and award its points (an earn lot), the VIP gift
+    entitlements it brings and, for a key account's first purchase, the call-back task (回访)."""
+    now = now or utcnow()
     existing = session.scalar(select(Purchase).where(Purchase.receipt_no == purchase.receipt_no))
     if existing is not None:
         return _duplicate(session, existing, purchase)
@@ -179,6 +182,7 @@ def record_purchase(session: Session, purchase: PurchaseIn, rules: Rules, actor:
             record_change(session, member.id, "purchase", actor, f"{purchase.receipt_no} {purchase.amount} CNY")
             gifts.record_purchase_entitlements(session, rules, member, purchase.receipt_no, purchase.amount,
                                                purchase.purchased_at)
+            complaints.first_purchase_callback(session, rules, now, member, purchase.purchased_at)
             session.flush()
     except IntegrityError:
         existing = session.scalar(select(Purchase).where(Purchase.receipt_no == purchase.receipt_no))
@@ -245,6 +249,7 @@ class RefundResult:
     amount: Decimal | None = None
     refunded_total: Decimal | None = None  # of the purchase, this refund included
     reason: str | None = None
+    gift_entitlement: str | None = None  # taken_back | kept_used: the purchase's VIP gift-list entitlement
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"receipt_no": self.receipt_no, "status": self.status}
@@ -256,19 +261,23 @@ class RefundResult:
             out.update(points_reversed=self.points_reversed, shortfall=self.shortfall)
             if self.points_expired:
                 out["points_expired"] = self.points_expired
+            if self.gift_entitlement:
+                out["gift_entitlement"] = self.gift_entitlement
         if self.reason:
             out["reason"] = self.reason
         return out
 
 
 def refund_purchase(session: Session, receipt_no: str, refund: RefundIn | None = None,
-                    actor: str = "api") -> RefundResult:
+                    actor: str = "api", *, rules: Rules) -> RefundResult:
     """Refund a purchase, in full or in part, once per refund number; take back the points of that share.
 
     A refund of ``amount`` takes back floor(points earned × refunded so far / purchase amount) less
     what earlier refunds took, so several partial refunds add up to the whole. Points already spent
     cannot go below zero (the shortfall is reported and noted in the ledger); points of the purchase
-    that had expired are not taken from other points. A receipt number no purchase can have (too
+    that had expired are not taken from other points. When what is left of the purchase falls below
+    ``gifts.vip_gift_min_purchase``, the VIP gift-list entitlement it earned is taken back if unused
+    (a used one stays). A receipt number no purchase can have (too
     long, control characters) is ``not_found`` without asking the database (PostgreSQL refuses NUL).
     """
     refund = refund or RefundIn()
@@ -316,10 +325,13 @@ def refund_purchase(session: Session, receipt_no: str, refund: RefundIn | None =
     purchase.refunded_amount = refunded_total
     if refunded_total >= purchase.amount:
         purchase.refunded_at = utcnow()
+    entitlement = gifts.refund_entitlement(session, rules, purchase.member_id, receipt_no,
+                                           purchase.amount - refunded_total)
     record_change(session, purchase.member_id, "refund", actor,
-                  f"{receipt_no} {refund.refund_no}: {amount} CNY, {reversal.reversed_points} points back")
+                  f"{receipt_no} {refund.refund_no}: {amount} CNY, {reversal.reversed_points} points back"
+                  + (f", gift entitlement {entitlement.replace('_', ' ')}" if entitlement else ""))
     return RefundResult(receipt_no, "refunded", reversal.reversed_points, reversal.shortfall, expired,
-                        refund.refund_no, amount, refunded_total)
+                        refund.refund_no, amount, refunded_total, gift_entitlement=entitlement)
 
 
 # --------------------------------------------------------------------------- CSV
@@ -354,7 +366,7 @@ def import_purchases(session: Session, lines: Iterable[str], rules: Rules, now: 
         except FieldError as exc:
             report.errors.append((record.line, str(exc)))
             continue
-        result = record_purchase(session, purchase, rules, actor)
+        result = record_purchase(session, purchase, rules, actor, now)
         if result.status == "refused":
             report.errors.append((record.line, result.reason or "refused"))
         else:
@@ -375,7 +387,7 @@ class RefundImportReport:
         return f"{refunded} refunded, {len(self.results) - refunded} already refunded, {len(self.errors)} refused"
 
 
-def import_refunds(session: Session, lines: Iterable[str], actor: str = "cli") -> RefundImportReport:
+def import_refunds(session: Session, lines: Iterable[str], rules: Rules, actor: str = "cli") -> RefundImportReport:
     """Refunds from CSV (receipt_no,refund_no,amount; an empty amount refunds everything left), each once."""
     report = RefundImportReport()
     for record in CsvTable(lines).readable(("receipt_no",), report.errors):
@@ -386,7 +398,7 @@ def import_refunds(session: Session, lines: Iterable[str], actor: str = "cli") -
         except FieldError as exc:
             report.errors.append((record.line, str(exc)))
             continue
-        result = refund_purchase(session, receipt_no, refund, actor)
+        result = refund_purchase(session, receipt_no, refund, actor, rules=rules)
         if result.status in ("refused", "not_found"):
             report.errors.append((record.line, result.reason or f"receipt_no {receipt_no} is not a known purchase"))
         else:

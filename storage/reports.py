@@ -27,6 +27,7 @@ from sqlalchemy import ColumnElement, Select, and_, case, func, literal, or_, se
 from sqlalchemy.orm import Session
 
 from rules import Rules
+from storage import ledger
 from storage.models import LedgerEntry, Member, MemberChange, OutboxMessage, Purchase
 
 YEAR_DAYS = 365  # "no repeat purchase within a year" (seed 000: 流失)
@@ -305,24 +306,28 @@ class PointsMonth:
     expired: int
     reversed: int  # taken back by refunds
     adjusted: int  # signed
+    returned: int = 0  # given back by cancelled or expired redemptions (reverse entries of +points)
 
 
 LEDGER_KINDS = ("earn", "redeem", "expire", "reverse", "adjust")
 
 
 def points_by_month(session: Session, months: Sequence[Span], scope: Scope = EVERYONE) -> list[PointsMonth]:
-    """Points earned, redeemed, expired, reversed and adjusted per month (the ledger's entries)."""
+    """Points earned, redeemed, expired, reversed (by refunds), adjusted and returned (by cancelled or
+    expired redemptions) per month (the ledger's entries; a gift's points back are not a refund)."""
     if not months:
         return []
     month = _bucket(LedgerEntry.occurred_at, months)
-    query = (select(month, LedgerEntry.kind, func.sum(LedgerEntry.amount))
-             .where(_within(LedgerEntry.occurred_at, months)).group_by(month, LedgerEntry.kind))
+    kind = case((and_(LedgerEntry.kind == "reverse", LedgerEntry.idempotency_key.like(f"{ledger.GIFT_BACK_KEY}%")),
+                 literal("gift_return")), else_=LedgerEntry.kind)
+    query = (select(month, kind, func.sum(LedgerEntry.amount))
+             .where(_within(LedgerEntry.occurred_at, months)).group_by(month, kind))
     if scope.manager_id:  # from the manager's few members to their entries, not the range's entries to members
         query = query.where(LedgerEntry.member_id.in_(select(Member.id).where(scope.members())))
     sums = {(label, kind): int(total or 0) for label, kind, total in session.execute(query)}
     return [PointsMonth(s.label, sums.get((s.label, "earn"), 0), -sums.get((s.label, "redeem"), 0),
                         -sums.get((s.label, "expire"), 0), -sums.get((s.label, "reverse"), 0),
-                        sums.get((s.label, "adjust"), 0)) for s in months]
+                        sums.get((s.label, "adjust"), 0), sums.get((s.label, "gift_return"), 0)) for s in months]
 
 
 @dataclass(frozen=True)

@@ -62,14 +62,18 @@ def seed(session: Session, rules: Rules, members: int = 60) -> None:
                                  store="S01", refunded_amount=partial,
                                  refunded_at=NOW if refunded else None))
         balance = 0
-        for _ in range(rng.randrange(6)):
-            kind = rng.choice(["earn", "earn", "redeem", "expire", "reverse", "adjust"])
+        for entry_no in range(rng.randrange(6)):
+            kind = rng.choice(["earn", "earn", "redeem", "expire", "reverse", "adjust", "gift_return"])
             when = local(date(2025, 9, 1) + timedelta(days=rng.randrange(450)), rng.choice([0, 12, 23]))
             if kind == "earn":
                 amount = rng.randrange(10, 3000)
                 remaining = rng.choice([0, amount, amount // 2])
                 session.add(LedgerEntry(member_id=member.id, kind="earn", amount=amount, remaining=remaining,
                                         expires_on=TODAY + timedelta(days=rng.randrange(-10, 200)), occurred_at=when))
+            elif kind == "gift_return":  # a cancelled or expired redemption's points, given back
+                amount = rng.randrange(1, 500)
+                session.add(LedgerEntry(member_id=member.id, kind="reverse", amount=amount, remaining=0, occurred_at=when,
+                                        idempotency_key=f"gift-back:G{member.id}-{entry_no}"))
             else:
                 amount = rng.randrange(-500, -1) if kind != "adjust" else rng.randrange(-300, 300)
                 session.add(LedgerEntry(member_id=member.id, kind=kind, amount=amount, remaining=0, occurred_at=when))
@@ -191,9 +195,11 @@ def expected(session: Session, rules: Rules, first: date = FIRST, last: date = T
     sums = Counter()
     for e in ledger:
         if _in_range(e.occurred_at, first, last):
-            sums[(_month(e.occurred_at), e.kind)] += e.amount
+            returned = e.kind == "reverse" and (e.idempotency_key or "").startswith("gift-back:")
+            sums[(_month(e.occurred_at), "gift_return" if returned else e.kind)] += e.amount
     tables["points"]["by_month"] = [(m, sums[(m, "earn")], -sums[(m, "redeem")], -sums[(m, "expire")],
-                                     -sums[(m, "reverse")], sums[(m, "adjust")]) for m in months]
+                                     -sums[(m, "reverse")], sums[(m, "adjust")], sums[(m, "gift_return")])
+                                    for m in months]
     horizon = TODAY + timedelta(days=d.expiring_days)
     tables["points"]["outstanding"] = [
         (name(t), sum(m.tier == t for m in members), sum(m.points_balance for m in members if m.tier == t),

@@ -7,7 +7,8 @@ import pytest
 from sqlalchemy import func, select
 
 from scheduler.delivery import drain
-from storage.models import CallBack, OutboxMessage, Staff, StaffInvite, Ticket, TicketEvent
+from storage import members
+from storage.models import CallBack, Member, OutboxMessage, Staff, StaffInvite, Ticket, TicketEvent
 from storage.staff import create_invite
 from tests.factories import image_xml, make_member, make_staff, text_xml
 
@@ -194,6 +195,24 @@ def test_staff_invite_and_bind(wechat, state, people, clock):
     with state.db.read() as session:
         assert session.get(Staff, "S9").openid == "o-new"
         assert session.get(StaffInvite, code).used_by == "o-new"
+
+
+def test_a_staff_wechat_cannot_bind_a_member_card(wechat, state, people, redis_client):
+    with state.db.write() as session:
+        free = make_member(session, name="陈静", tier="C")  # not bound yet
+        card_no, phone = free.card_no, free.phone
+    refusal = "该微信已绑定员工账号，不能同时绑定会员卡。请用您本人的其他微信号绑定会员卡。"
+    assert wechat.text("o-m1", f"绑定 {card_no} {phone}") == refusal  # the right card and phone
+    assert wechat.text("o-m1", "绑定") == refusal  # no questions asked either
+    assert wechat.text("o-m1", "积分") != refusal  # and no dialog left open
+    with state.db.write() as session:  # the operation refuses it too, whoever calls it
+        assert members.bind_member(session, "o-s1", card_no, phone) == (members.BindOutcome.STAFF, None)
+    with state.db.read() as session:
+        assert session.get(Member, free.id).openid is None
+        assert session.get(Staff, "M1").openid == "o-m1"
+    assert not redis_client.keys("*bindfail*")  # not counted as a wrong card or phone
+    # the same card binds from the member's own WeChat
+    assert wechat.text("o-new", f"绑定 {card_no} {phone}").startswith("陈静，您好！")
 
 
 def test_human_and_my_clients_and_callbacks(wechat, state, people):

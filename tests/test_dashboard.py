@@ -172,7 +172,7 @@ def test_csv_download_and_bad_requests(seeded):
     assert response.status_code == 200 and response.mimetype == "text/csv"
     assert 'filename="points-by_month-2026-01-01-2026-03-31.csv"' in response.headers["Content-Disposition"]
     lines = response.data.decode("utf-8-sig").splitlines()
-    assert lines[0] == "月份,获得,兑换,过期,退货扣回,调整" and [l.split(",")[0] for l in lines[1:]] == [
+    assert lines[0] == "月份,获得,兑换,过期,退货扣回,调整,兑换退回" and [l.split(",")[0] for l in lines[1:]] == [
         "2026-01", "2026-02", "2026-03", "合计"]
     assert client.get("/admin/points/nothing.csv").status_code == 404
     assert client.get("/admin/points?from=2026-13-01").status_code == 400

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import pytest
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
-from bot.dev.demo import seed_demo_data
+from bot.dev.demo import DEMO_STOCK, seed_demo_data, seed_demo_stock
 from scheduler.jobs import run_job
-from storage.models import Member, Staff
+from storage import ledger
+from storage.gifts import adjust_stock
+from storage.models import GiftStock, Member, Staff
 
 
 @pytest.fixture
@@ -25,3 +27,30 @@ def test_demo_data_is_loaded_once_and_its_staff_can_be_alerted(state, fake_wecha
     run_job(state, "tier_recalc", state.today())
     with state.db.read() as session:  # the demo purchases keep every demo member in their tier
         assert dict(session.execute(select(Member.card_no, Member.tier)).all()) == tiers
+
+
+def test_the_demo_catalogue_has_stock_so_gifts_can_be_redeemed(state, wechat, app):
+    seed_demo_data(state)
+    seed_demo_data(state)  # a restart adds no stock
+    catalogue = [gift.id for gift in state.rules.gifts.catalogue]
+    with state.db.read() as session:
+        stock = dict(session.execute(select(GiftStock.gift_id, GiftStock.stock)).all())
+    assert stock == {gift_id: DEMO_STOCK for gift_id in catalogue}
+    listed = app.test_cli_runner().invoke(args=["gifts", "list"])
+    assert listed.exit_code == 0 and "care" in listed.output
+    assert wechat.text("o-demo-c", "绑定 C0000001 13800000011").startswith("陈静，您好！")
+    gifts_page = wechat.text("o-demo-c", "礼品")
+    assert "清洗保养券" in gifts_page and "已兑完" not in gifts_page
+    assert "所需积分：800" in wechat.text("o-demo-c", "兑换 care")
+    done = wechat.text("o-demo-c", "确认")
+    assert "兑换码：" in done, done
+    with state.db.read() as session:
+        assert session.get(GiftStock, "care").reserved == 1
+        assert ledger.check_balances(session) == []
+    # an operator's stock is left alone by the next start; a gift added to the catalogue gets its stock
+    with state.db.write() as session:
+        adjust_stock(session, "scarf", -DEMO_STOCK, actor="test")
+        session.execute(delete(GiftStock).where(GiftStock.gift_id == "box"))
+    assert seed_demo_stock(state) == ["box"]
+    with state.db.read() as session:
+        assert (session.get(GiftStock, "scarf").stock, session.get(GiftStock, "box").stock) == (0, DEMO_STOCK)

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, select
 
 from scheduler.delivery import drain
-from storage import gifts, ledger
+from storage import gifts, ledger, purchases
 from storage.members import add_staff
 from storage.models import GiftRedemption, GiftRedemptionEvent, GiftStock, LedgerEntry, Member, OutboxMessage
 from tests.factories import GIFT_RULES, make_entitlement, make_member, make_points, make_stock, text_xml
@@ -126,6 +127,24 @@ def test_redeem_confirm_code_my_gifts_and_cancel(wechat, state):
     assert wechat.text("o-r", f"取消兑换 {code}") == f"兑换码 {code} 当前状态为“已取消”，不能取消。"
     # The limit counts what is held: after the cancel the member may redeem again.
     assert "兑换后剩余积分：2,000" in wechat.text("o-r", "redeem box")
+
+
+def test_points_history_names_a_cancelled_redemption_s_points_as_given_back(wechat, state):
+    member = member_with(state, "o-h", points=5000)
+    stock(state, "box", 3)
+    wechat.text("o-h", "兑换 box")
+    code = CODE.search(wechat.text("o-h", "确认")).group(1)
+    wechat.text("o-h", f"取消兑换 {code}")
+    with state.db.write() as session:  # a refund next to it keeps its own name
+        purchases.record_purchase(session, purchases.PurchaseIn(
+            "R-H1", member.card_no, Decimal("800.00"), datetime(2026, 11, 23, 3, 0, tzinfo=timezone.utc), "旗舰店"),
+            state.rules, now=datetime(2026, 11, 23, 4, 0, tzinfo=timezone.utc))
+        purchases.refund_purchase(session, "R-H1", purchases.RefundIn(Decimal("300.00"), "RF1"), rules=state.rules)
+    lines = wechat.text("o-h", "积分明细").splitlines()
+    assert lines[0] == "最近 5 笔积分记录："
+    assert {"2026-11-23 兑换 -3,000", "2026-11-23 兑换退回 +3,000", "2026-11-23 消费积分 +800",
+            "2026-11-23 退货扣回 -300"} <= set(lines[1:])
+    assert sum("退货扣回" in line for line in lines) == 1  # the refund only
 
 
 def test_anything_but_yes_drops_the_redemption(wechat, state):

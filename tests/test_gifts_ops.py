@@ -2,6 +2,7 @@
 entitlements from purchases; on SQLite and PostgreSQL."""
 from __future__ import annotations
 
+import threading
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
@@ -12,7 +13,7 @@ from scheduler import jobs
 from storage import gifts, ledger, purchases
 from storage.gifts import CODE_ALPHABET, new_code
 from storage.members import add_staff
-from storage.models import GiftEntitlement, GiftRedemption, GiftStock, LedgerEntry, OutboxMessage
+from storage.models import GiftEntitlement, GiftRedemption, GiftStock, LedgerEntry, MemberChange, OutboxMessage
 from tests.conftest import API_KEY
 from tests.factories import GIFT_RULES, make_member, make_points, make_stock
 
@@ -175,7 +176,7 @@ def test_a_mailed_gift_is_marked_sent_with_its_tracking_note(app, state):
 # --------------------------------------------------------------------------- expiry
 
 
-def test_expiry_returns_points_and_stock_and_tells_the_member_once(app, state, fake_wechat):
+def test_expiry_returns_points_and_stock_and_tells_the_member_once(app, state, fake_wechat, wechat):
     member_id, code = redeemed(state, "care", points=800, openid="o-expire")  # care codes last 10 days
     _, kept = redeemed(state, "box", openid="o-keep")
     assert jobs.run_job(state, "gift_expiry", date(2026, 12, 3))[0].changes == {"codes expired": 0}
@@ -201,6 +202,9 @@ def test_expiry_returns_points_and_stock_and_tells_the_member_once(app, state, f
         assert session.scalar(select(func.count()).select_from(LedgerEntry).where(LedgerEntry.kind == "reverse")) == 1
     preview = app.test_cli_runner().invoke(args=["push", "preview", "gift_expiry", "--date", "2027-01-01"])
     assert preview.exit_code == 0
+    history = wechat.text("o-expire", "积分明细").splitlines()  # named for what it is, not as a refund
+    assert [line.split(" ", 1)[1] for line in history[1:] if "兑换" in line] == ["兑换退回 +800", "兑换 -800"]
+    assert not any("退货扣回" in line for line in history)
 
 
 def test_an_expired_code_cannot_be_handed_over(state):
@@ -218,7 +222,7 @@ def purchase(state, card_no: str, receipt: str, amount: str, when: str = "2026-1
     with state.db.write() as session:
         return purchases.record_purchase(session, purchases.parse_purchase(
             {"receipt_no": receipt, "card_no": card_no, "amount": amount, "purchased_at": when, "store": "S1"},
-            state.rules, now=NOON), state.rules)
+            state.rules, now=NOON), state.rules, now=NOON)
 
 
 def entitlements(state, member_id: int) -> list[str]:
@@ -263,6 +267,89 @@ def test_an_a_member_first_purchase_of_the_year_brings_the_annual_gift_told_once
     with state.db.read() as session:
         assert session.scalar(select(GiftRedemption.points).where(GiftRedemption.code == code)) == 0
         assert gifts.unused_entitlements(session, member.id) == 0
+
+
+def refund(app, receipt: str, body: dict | None = None):
+    response = app.test_client().post(f"/api/purchases/{receipt}/refund", json=body, headers={"X-API-Key": API_KEY})
+    assert response.status_code == 200, response.json
+    return response.json
+
+
+def test_a_refund_takes_back_an_unused_gift_entitlement_a_used_one_stays(app, state):
+    with state.db.write() as session:
+        diamond = make_member(session, tier="B")
+        make_stock(session, "brooch", 5)
+    purchase(state, diamond.card_no, "R1", "5000.00")
+    purchase(state, diamond.card_no, "R2", "8000.00")
+    purchase(state, diamond.card_no, "R3", "6000.00")
+    assert entitlements(state, diamond.id) == ["purchase:R1", "purchase:R2", "purchase:R3"]
+    # a partial refund leaving less than the 5,000 that earned it: taken back
+    assert refund(app, "R1", {"amount": "0.01", "refund_no": "RF1"})["gift_entitlement"] == "taken_back"
+    assert entitlements(state, diamond.id) == ["purchase:R2", "purchase:R3"]
+    # one leaving enough: kept; the next one that leaves too little: taken back, once
+    assert "gift_entitlement" not in refund(app, "R2", {"amount": "3000.00", "refund_no": "RF1"})
+    assert entitlements(state, diamond.id) == ["purchase:R2", "purchase:R3"]
+    assert refund(app, "R2", {"amount": "100.00", "refund_no": "RF2"})["gift_entitlement"] == "taken_back"
+    assert refund(app, "R2", {"amount": "100.00", "refund_no": "RF2"})["status"] == "already_refunded"
+    assert "gift_entitlement" not in refund(app, "R2", {"amount": "100.00", "refund_no": "RF3"})  # gone already
+    assert entitlements(state, diamond.id) == ["purchase:R3"]
+    # a used one stays: the gift was chosen while the purchase stood
+    with state.db.write() as session:
+        code = gifts.redeem(session, state.rules, diamond.id, "brooch", NOON, "test").code
+    assert refund(app, "R3")["gift_entitlement"] == "kept_used"
+    assert entitlements(state, diamond.id) == ["purchase:R3"]
+    with state.db.read() as session:
+        assert gifts.find_redemption(session, code).status == "open"
+        assert gifts.unused_entitlements(session, diamond.id) == 0
+        changes = session.scalars(select(MemberChange.detail).where(MemberChange.member_id == diamond.id,
+                                                                    MemberChange.action == "refund")).all()
+    assert sum("gift entitlement taken back" in c for c in changes) == 2
+    assert sum("gift entitlement kept used" in c for c in changes) == 1
+    with state.db.write() as session:  # nothing left to choose with
+        with pytest.raises(gifts.GiftRefused):
+            gifts.redeem(session, state.rules, diamond.id, "brooch", NOON, "test")
+
+
+def test_a_refund_and_a_gift_choice_at_once_never_both_keep_the_entitlement(state):
+    """Refunding a purchase while its entitlement is being used, from two threads, 8 times: either the
+    refund takes it back and the choice is refused, or the choice gets it and the refund keeps it."""
+    with state.db.write() as session:
+        make_stock(session, "brooch", 20)
+        members = [make_member(session, tier="B") for _ in range(8)]
+    for n, member in enumerate(members):
+        purchase(state, member.card_no, f"RACE{n}", "6000.00")
+        outcomes: dict[str, object] = {}
+        barrier = threading.Barrier(2)
+
+        def choose() -> None:
+            barrier.wait()
+            try:
+                with state.db.write() as session:
+                    outcomes["code"] = gifts.redeem(session, state.rules, member.id, "brooch", NOON, "test").code
+            except gifts.GiftRefused as exc:
+                outcomes["code"] = exc
+
+        def give_back() -> None:
+            barrier.wait()
+            with state.db.write() as session:
+                outcomes["refund"] = purchases.refund_purchase(session, f"RACE{n}", rules=state.rules).gift_entitlement
+
+        threads = [threading.Thread(target=choose), threading.Thread(target=give_back)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        with state.db.read() as session:
+            left = entitlements(state, member.id)
+            redeemed = session.scalar(select(func.count()).select_from(GiftRedemption)
+                                      .where(GiftRedemption.member_id == member.id))
+        if isinstance(outcomes["code"], str):
+            assert (outcomes["refund"], left, redeemed) == ("kept_used", [f"purchase:RACE{n}"], 1)
+        else:
+            assert (outcomes["refund"], left, redeemed) == ("taken_back", [], 0)
+    with state.db.read() as session:
+        assert session.get(GiftStock, "brooch").reserved == session.scalar(
+            select(func.count()).select_from(GiftRedemption))
 
 
 def test_per_month_limits_count_the_local_month(state):

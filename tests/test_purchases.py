@@ -128,11 +128,11 @@ def test_refund_reverses_the_points_left(db, rules):
         purchases.record_purchase(session, parse_purchase(GOOD, rules, utcnow()), rules)
         ledger.deduct_points(session, member.id, 2000)  # spent most of it on a gift
     with db.write() as session:
-        refund = purchases.refund_purchase(session, "R1")
+        refund = purchases.refund_purchase(session, "R1", rules=rules)
     assert (refund.status, refund.points_reversed, refund.shortfall) == ("refunded", 399, 2000)
     with db.write() as session:
-        assert purchases.refund_purchase(session, "R1").status == "already_refunded"
-        assert purchases.refund_purchase(session, "NOPE").status == "not_found"
+        assert purchases.refund_purchase(session, "R1", rules=rules).status == "already_refunded"
+        assert purchases.refund_purchase(session, "NOPE", rules=rules).status == "not_found"
     with db.read() as session:
         assert find_by_card(session, "B0000001").points_balance == 0
         assert ledger.check_balances(session) == []
@@ -148,7 +148,7 @@ def test_refund_after_the_points_expired_takes_nothing_from_other_points(db, rul
     with db.write() as session:
         assert ledger.expire_due_lots(session, date(2099, 1, 1)) == 2399
     with db.write() as session:
-        refund = purchases.refund_purchase(session, "R1")
+        refund = purchases.refund_purchase(session, "R1", rules=rules)
     assert (refund.points_reversed, refund.shortfall, refund.points_expired) == (0, 0, 2399)
     assert refund.as_dict()["points_expired"] == 2399
     with db.read() as session:
@@ -164,7 +164,8 @@ def test_partial_refunds_add_up_and_lower_the_spend_tiers_count(db, rules):
         purchases.record_purchase(session, parse_purchase({**GOOD, "amount": "30000"}, rules, utcnow()), rules)
     with db.write() as session:
         for n in range(3):  # three thirds: their floors add up to all the points
-            result = purchases.refund_purchase(session, "R1", purchases.RefundIn(Decimal("10000"), f"P{n}"))
+            result = purchases.refund_purchase(session, "R1", purchases.RefundIn(Decimal("10000"), f"P{n}"),
+                                               rules=rules)
             assert result.status == "refunded"
     with db.read() as session:
         member = find_by_card(session, "B0000001")
@@ -179,7 +180,7 @@ def test_a_partial_refund_lowers_the_spend_by_its_amount(db, rules):
     with db.write() as session:
         make_member(session, card_no="B0000001", tier="B")
         purchases.record_purchase(session, parse_purchase({**GOOD, "amount": "25000"}, rules, utcnow()), rules)
-        purchases.refund_purchase(session, "R1", purchases.RefundIn(Decimal("6000"), "P1"))
+        purchases.refund_purchase(session, "R1", purchases.RefundIn(Decimal("6000"), "P1"), rules=rules)
     with db.read() as session:
         today = rules.today(utcnow())
         facts = tiers.member_facts(session, find_by_card(session, "B0000001"), rules, today, None)
@@ -233,7 +234,7 @@ def test_csv_import_keeps_good_rows_and_is_idempotent(app, state, tmp_path):
 
 @pytest.mark.parametrize("receipt_no", ["R\x001", "R" * 65, "R" * 100_000, "R\ud800", "R\n1", ""],
                          ids=["nul", "65-chars", "100000-chars", "surrogate", "newline", "empty"])
-def test_refunding_a_receipt_no_purchase_can_have_is_not_found(db, receipt_no):
+def test_refunding_a_receipt_no_purchase_can_have_is_not_found(db, rules, receipt_no):
     """PostgreSQL refuses a NUL in a query: such receipts are not looked up at all."""
     with db.write() as session:
-        assert purchases.refund_purchase(session, receipt_no).status == "not_found"
+        assert purchases.refund_purchase(session, receipt_no, rules=rules).status == "not_found"

@@ -174,7 +174,7 @@ def points_panel(req: Request) -> PanelView:
     view = PanelView(req.label("panel_points"))
     months = reports.month_spans(req.rules, req.first, req.last)
     rows = reports.points_by_month(req.session, months, req.scope)
-    kinds = ("earned", "redeemed", "expired", "reversed", "adjusted")
+    kinds = ("earned", "redeemed", "expired", "reversed", "adjusted", "returned")
     view.tables.append(Table("by_month", f"{req.label('panel_points')}（按月）",
                              [req.label("month"), *(req.label(k) for k in kinds)],
                              [(r.month, *(getattr(r, k) for k in kinds)) for r in rows],

@@ -56,4 +56,4 @@ def complaints_watch() -> None:
     """Run the watcher once now (the scheduler runs it every jobs.ticket_watch.every_minutes)."""
     report = ticket_watch.run(state())
     click.echo(f"warned {report.warned}, breached {report.breached}, held for the night {report.held_for_night}, "
-               f"call-backs made {report.callbacks_made}, overdue warned {report.callbacks_overdue}")
+               f"overdue call-backs warned {report.callbacks_overdue}")

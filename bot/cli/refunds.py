@@ -17,6 +17,7 @@ group = AppGroup("refunds", help="Refunds from the store systems.")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def refunds_import(file: Path) -> None:
     """Refund purchases from CSV: receipt_no,refund_no,amount (empty amount: all that is left; idempotent)."""
-    with open_csv(file) as lines, state().db.write() as session:
-        report = import_refunds(session, lines, actor="cli")
+    bot = state()
+    with open_csv(file) as lines, bot.db.write() as session:
+        report = import_refunds(session, lines, bot.rules, actor="cli")
     report_import(file, report.errors, report.summary())

@@ -1,4 +1,5 @@
-"""Demo data for the embedded default: staff, members of every tier, purchases that put them there."""
+"""Demo data for the embedded default: staff, members of every tier, purchases that put them there,
+and stock for the gift catalogue."""
 from __future__ import annotations
 
 import logging
@@ -10,8 +11,9 @@ from sqlalchemy import select
 from bot.services import BotState
 from rules import ROOT
 from storage.csvfile import open_csv
+from storage.gifts import adjust_stock
 from storage.members import add_staff, import_members
-from storage.models import Member
+from storage.models import GiftStock, Member
 from storage.purchases import PurchaseIn, record_purchase
 
 log = logging.getLogger(__name__)
@@ -28,10 +30,27 @@ DEMO_PURCHASES = (
     ("A0000001", 600, "28000.00"), ("A0000001", 250, "16800.00"), ("A0000001", 20, "9900.00"),
     ("A0000002", 400, "52000.00"), ("A0000002", 12, "31000.00"),
 )
+DEMO_STOCK = 20  # of each gift in the catalogue, so that 礼品 and 兑换 work from the first start
+
+
+def seed_demo_stock(bot: BotState) -> list[str]:
+    """Stock for every catalogue gift that has no stock row yet (a fresh start, or a gift added to
+    config.yaml since): a gift whose stock an operator set, even to 0, is left alone. Returns the ids."""
+    wanted = [gift.id for gift in bot.rules.gifts.catalogue]
+    with bot.db.write() as session:
+        known = set(session.scalars(select(GiftStock.gift_id).where(GiftStock.gift_id.in_(wanted))))
+        stocked = [gift_id for gift_id in wanted if gift_id not in known]
+        for gift_id in stocked:
+            adjust_stock(session, gift_id, DEMO_STOCK, actor="demo")
+    if stocked:
+        log.info("demo stock: %d of each of %s", DEMO_STOCK, ", ".join(stocked))
+    return stocked
 
 
 def seed_demo_data(bot: BotState) -> None:
-    """Load demo staff, members and purchases once, so the demo can bind cards of every tier."""
+    """Load demo staff, members and purchases once, so the demo can bind cards of every tier; and
+    stock for the catalogue's gifts that have none (``seed_demo_stock``)."""
+    seed_demo_stock(bot)
     with bot.db.read() as session:
         if session.scalar(select(Member.id).limit(1)) is not None:
             return
@@ -46,5 +65,5 @@ def seed_demo_data(bot: BotState) -> None:
     with bot.db.write() as session:
         for n, (card_no, days_ago, amount) in enumerate(DEMO_PURCHASES, start=1):
             purchase = PurchaseIn(f"DEMO-{n:04d}", card_no, Decimal(amount), now - timedelta(days=days_ago), "演示门店")
-            record_purchase(session, purchase, bot.rules, actor="demo")
+            record_purchase(session, purchase, bot.rules, actor="demo", now=now)
     log.info("demo members loaded from %s: %s", DEMO_MEMBERS, report.summary())
