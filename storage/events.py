@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -28,11 +27,12 @@ from sqlalchemy.orm import Session
 from rules import BotError, Rules
 from rules.events import Event, EventSession
 from storage import outbox
+from storage.codes import new_code, normalise_code
 from storage.models import EventSessionRow, EventSignup, Member, utcnow
 
 LIVE = ("booked", "waitlisted")
 PROMOTION_JOB = "event_promotion"  # the outbox job of waitlist promotions (occasion: promo:<signup id>)
-CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud at the door
+BOOKING_CODE_LENGTH = 6  # read aloud at the door (storage/codes.py)
 
 
 class EventRefused(BotError):
@@ -156,10 +156,6 @@ def _free_seats(session: Session, row: EventSessionRow, seats: int) -> None:
     session.refresh(row)
 
 
-def _new_code() -> str:
-    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(6))
-
-
 def _priority(rules: Rules, tier: str) -> int:
     """Waitlist priority: 0 for everyone (arrival order), or higher tiers first when configured."""
     if rules.events.waitlist_order != "tier":
@@ -231,7 +227,7 @@ def sign_up(session: Session, rules: Rules, event: Event, session_id: str, membe
     booked = _take_seats(session, row, party, es.capacity)
     signup = EventSignup(session_id=row.id, event_id=event.id, member_id=member.id, guests=guests, party=party,
                          status="booked" if booked else "waitlisted", live_event=event.id,
-                         priority=_priority(rules, member.tier), code=_new_code(), created_at=now,
+                         priority=_priority(rules, member.tier), code=new_code(BOOKING_CODE_LENGTH), created_at=now,
                          booked_at=now if booked else None)
     session.add(signup)
     session.flush()
@@ -368,7 +364,7 @@ def check_in(session: Session, event_id: str, code_or_card: str, by: str, now: d
     wanted = code_or_card.strip()
     found = session.execute(
         select(EventSignup, Member).join(Member, Member.id == EventSignup.member_id)
-        .where(EventSignup.event_id == event_id, or_(EventSignup.code == wanted.upper(), Member.card_no == wanted))
+        .where(EventSignup.event_id == event_id, or_(EventSignup.code == normalise_code(wanted), Member.card_no == wanted))
         .order_by(case((EventSignup.status == "booked", 0), (EventSignup.status == "waitlisted", 1), else_=2),
                   EventSignup.id.desc())
         .limit(1)

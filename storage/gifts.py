@@ -14,7 +14,6 @@ Operations take a session and never commit; every status change is written to th
 """
 from __future__ import annotations
 
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -28,23 +27,13 @@ from sqlalchemy.orm import Session
 from rules import BotError, Rules
 from rules.gifts import Gift
 from storage import ledger, outbox
+from storage.codes import new_code, normalise_code
 from storage.models import (
     GiftEntitlement, GiftRedemption, GiftRedemptionEvent, GiftStock, GiftStockChange, Member, utcnow,
 )
 
-# No look-alikes: no 0/O, 1/I/L; 31 symbols, 8 of them: about 8.5 × 10^11 codes, drawn with `secrets`.
-CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
-CODE_LENGTH = 8
+CODE_LENGTH = 8  # storage/codes.py: about 8.5 × 10^11 codes
 CLOSED = ("cancelled", "expired")  # statuses that hold no stock and count toward no limit
-
-
-def new_code() -> str:
-    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
-
-
-def normalise_code(text: str) -> str:
-    """What a member or an operator typed, as a code: upper case, without spaces or dashes."""
-    return "".join(text.split()).replace("-", "").upper()
 
 
 class GiftRefused(BotError):
@@ -260,7 +249,7 @@ def redeem(session: Session, rules: Rules, member_id: int, gift_id: str, now: da
     )
     if reserved.rowcount != 1:
         raise GiftRefused("gift_sold_out", gift_name=gift.name)
-    code = new_code()
+    code = new_code(CODE_LENGTH)
     if gift.points:
         try:
             ledger.deduct_points(session, member.id, gift.points, kind="redeem", reference=code, note=gift.name,

@@ -2,24 +2,23 @@
 from __future__ import annotations
 
 import enum
-import secrets
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from rules import BotError
+from storage.codes import new_code, normalise_code
 from storage.models import Member, Staff, StaffInvite
 
 INVITE_VALID = timedelta(hours=24)
-_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O or 1/I: read aloud and typed on a phone
 
 
 def create_invite(session: Session, staff_id: str, now: datetime) -> StaffInvite:
     """A one-time code for ``staff_id``, valid 24 hours."""
     if session.get(Staff, staff_id) is None:
         raise BotError(f"no staff member {staff_id!r}: flask --app wsgi staff add {staff_id} NAME --role …")
-    invite = StaffInvite(code="".join(secrets.choice(_ALPHABET) for _ in range(8)), staff_id=staff_id,
+    invite = StaffInvite(code=new_code(8), staff_id=staff_id,
                          created_at=now, expires_at=now + INVITE_VALID)
     session.add(invite)
     session.flush()
@@ -41,13 +40,13 @@ def bind_staff(session: Session, code: str, openid: str, now: datetime) -> tuple
     if session.scalar(select(Member.id).where(Member.openid == openid)) is not None:
         return StaffBind.MEMBER, None
     used = session.execute(
-        update(StaffInvite).where(StaffInvite.code == code.strip().upper(), StaffInvite.used_at.is_(None),
+        update(StaffInvite).where(StaffInvite.code == normalise_code(code), StaffInvite.used_at.is_(None),
                                   StaffInvite.expires_at > now)
         .values(used_at=now, used_by=openid).execution_options(synchronize_session=False)
     ).rowcount
     if not used:
         return StaffBind.REFUSED, None
-    invite = session.get(StaffInvite, code.strip().upper())
+    invite = session.get(StaffInvite, normalise_code(code))
     staff = session.get(Staff, invite.staff_id)
     staff.openid = openid
     session.flush()

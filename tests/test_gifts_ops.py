@@ -11,7 +11,8 @@ from sqlalchemy import func, select
 from rules import ConfigError, DEFAULT_RULES_PATH, parse_rules
 from scheduler import jobs
 from storage import gifts, ledger, purchases
-from storage.gifts import CODE_ALPHABET, new_code
+from storage.codes import ALPHABET as CODE_ALPHABET
+from storage.codes import new_code
 from storage.members import add_staff
 from storage.models import GiftEntitlement, GiftRedemption, GiftStock, LedgerEntry, MemberChange, OutboxMessage
 from tests.conftest import API_KEY
@@ -83,7 +84,7 @@ def test_a_bad_catalogue_is_named_by_file_line_and_path(change, expected):
 
 
 def test_codes_are_short_unguessable_and_without_look_alikes():
-    codes = {new_code() for _ in range(2000)}
+    codes = {new_code(8) for _ in range(2000)}
     assert len(codes) == 2000
     assert all(len(c) == 8 and set(c) <= set(CODE_ALPHABET) for c in codes)
     assert not set("01OIL") & set(CODE_ALPHABET)
