@@ -40,6 +40,10 @@ def prepare(members: int, rebuild: bool) -> Path:
     path = DATA / f"dashboard-{members}.sqlite3"
     if path.exists() and not rebuild:
         print(f"using {path}", flush=True)
+        db = Database(f"sqlite:///{path}")
+        upgrade(db)  # a build by an older checkout gets the newer migrations ...
+        db.dispose()
+        add_gifts_and_tickets(path, members)  # ... and the data of the capabilities since
         return path
     DATA.mkdir(parents=True, exist_ok=True)
     source = DATA / f"jobs-{members}.sqlite3"
@@ -86,11 +90,60 @@ def prepare(members: int, rebuild: bool) -> Path:
     with db.write() as session:
         evaluate_all(session, load_rules(DEFAULT_RULES_PATH), TODAY)
     db.engine.dispose()
-    conn = sqlite3.connect(path)
-    conn.execute("ANALYZE")
-    conn.close()
+    add_gifts_and_tickets(path, members)
     print(f"prepared {path} in {time.monotonic() - started:.0f} s", flush=True)
     return path
+
+
+def add_gifts_and_tickets(path: Path, members: int) -> None:
+    """A year of gift redemptions (300,000 codes, their stock) and complaints (40,000 tickets), once."""
+    from rules import DEFAULT_RULES_PATH, load_rules
+
+    conn = sqlite3.connect(path)
+    if conn.execute("SELECT count(*) FROM gift_redemptions").fetchone()[0]:
+        conn.close()
+        return
+    started = time.monotonic()
+    conn.execute("PRAGMA synchronous=OFF")
+    rules = load_rules(DEFAULT_RULES_PATH)
+    gifts = rules.gifts.catalogue
+    statuses = ["collected"] * 12 + ["mailed", "open", "open", "open", "cancelled", "cancelled", "expired", "expired"]
+    rows, open_codes = [], {}
+    for n in range(300_000):
+        gift = gifts[n * 7 % len(gifts)]
+        status = statuses[n % len(statuses)]
+        made = datetime(2025, 11, 1) + timedelta(minutes=n * 560_000 // 300_000)
+        valid = (made + timedelta(days=30)).date()
+        if status == "open":
+            open_codes[gift.id] = open_codes.get(gift.id, 0) + 1
+        rows.append((f"B{n:08d}", n * 13 % members + 1, gift.id, gift.name, gift.kind, gift.fulfilment,
+                     gift.points or 0, f"{made:%Y-%m}", status, valid.isoformat(), made.isoformat(sep=" "),
+                     made.isoformat(sep=" ") if status != "open" else None))
+    conn.executemany("INSERT INTO gift_redemptions (code, member_id, gift_id, gift_name, kind, fulfilment, points,"
+                     " month, status, valid_until, created_at, closed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     rows)
+    conn.executemany("INSERT OR IGNORE INTO gift_stock (gift_id, stock, reserved, handed_over, updated_at)"
+                     " VALUES (?, ?, ?, 0, '2026-11-01 00:00:00')",
+                     [(g.id, open_codes.get(g.id, 0) + 500, open_codes.get(g.id, 0)) for g in gifts])
+    categories = rules.complaints.categories
+    tickets = []
+    for n in range(40_000):
+        opened = datetime(2025, 11, 24) + timedelta(minutes=n * 525_000 // 40_000)
+        resolved = opened + timedelta(hours=n * 37 % 60) if n % 10 else None
+        due = opened + timedelta(hours=24)
+        tickets.append((f"T{n:08d}", n * 17 % members + 1, "human" if n % 9 == 0 else "complaint",
+                        categories[n % len(categories)], "high" if n % 4 == 0 else "normal",
+                        "resolved" if resolved else "open", "bench", opened.isoformat(sep=" "),
+                        (opened + timedelta(hours=n % 9)).isoformat(sep=" "),
+                        resolved.isoformat(sep=" ") if resolved else None, due.isoformat(sep=" "),
+                        int(n % 23 == 0), (n % 5) + 1 if resolved and n % 3 == 0 else None))
+    conn.executemany("INSERT INTO tickets (number, member_id, kind, category, priority, status, description, opened_at,"
+                     " first_response_at, resolved_at, resolution_due_at, period, breached, repeated, rating)"
+                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?)", tickets)
+    conn.commit()
+    conn.execute("ANALYZE")
+    conn.close()
+    print(f"added 300,000 gift redemptions and 40,000 tickets in {time.monotonic() - started:.0f} s", flush=True)
 
 
 def measure(path: str) -> dict:
@@ -130,7 +183,8 @@ def main() -> None:
     results = json.loads(out.stdout.strip().splitlines()[-1])
     with sqlite3.connect(path) as conn:
         counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-                  for t in ("members", "ledger", "purchases", "member_changes", "push_outbox")}
+                  for t in ("members", "ledger", "purchases", "member_changes", "push_outbox",
+                            "gift_redemptions", "tickets")}
     print(f"\n{', '.join(f'{n:,} {t}' for t, n in counts.items())}; SQLite, {os.cpu_count()} cores, "
           f"the last 12 months to {TODAY} (measured {datetime.now(timezone.utc):%Y-%m-%d})\n")
     print(f"{'panel':32} {'seconds':>8}  aim < 2 s")

@@ -20,8 +20,10 @@ LABEL_KEYS = frozenset({
     "earned", "redeemed", "expired", "reversed", "adjusted",
     "outstanding", "expiring", "points_unit", "members_unit", "percent_unit", "amount_unit", "pushes_unit",
     "planned", "sent", "delivered", "sent_unconfirmed", "failed", "skipped", "in_doubt", "waiting",
+    "gift", "redeemed_codes", "handed_over", "open_codes", "cancelled", "gift_points", "stock", "reserved",
+    "available", "handed_over_total", "to_collect", "to_mail", "overdue", "gifts_unit", "withdrawn", "stock_note",
     # empty states
-    "empty_range", "empty_members", "not_yet",
+    "empty_range", "empty_members", "empty_gifts", "not_yet",
 })
 
 

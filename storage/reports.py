@@ -11,9 +11,9 @@ Conventions (the README's "Dashboard" section gives each number's formula):
   not refunded;
 - a member's tier at an instant is the old tier of their first tier change after it (the audit
   trail ``member_changes``), or their tier today when it has not changed since;
-- the gifts, events and complaints panels have no tables on this branch: their functions below
-  (``gifts_report``, ``events_report``, ``complaints_report``, ``event_participation``) answer
-  ``NOT_YET`` until those capabilities land and each gets its query.
+- a gift redemption counts in the month its code was issued (``created_at``), whatever became of it;
+- the events panel has no tables on this branch: ``events_report`` and ``event_participation``
+  answer ``NOT_YET`` until that capability lands and gets its query.
 """
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ from sqlalchemy import ColumnElement, Select, and_, case, func, literal, or_, se
 from sqlalchemy.orm import Session
 
 from rules import Rules
-from storage.models import LedgerEntry, Member, MemberChange, OutboxMessage, Purchase
+from storage import gifts
+from storage.models import GiftRedemption, LedgerEntry, Member, MemberChange, OutboxMessage, Purchase
 
 YEAR_DAYS = 365  # "no repeat purchase within a year" (seed 000: 流失)
 
@@ -421,12 +422,85 @@ def _scoped_pushes(query: Select, scope: Scope) -> Select:
     return query.join(Member, Member.id == OutboxMessage.member_id).where(scope.members())
 
 
+# --------------------------------------------------------------------------- gifts
+
+
+@dataclass(frozen=True)
+class GiftMonth:
+    gift_id: str
+    gift_name: str  # as named when redeemed
+    month: str
+    redeemed: int  # codes issued in the month
+    handed_over: int  # of those, collected in store or mailed
+    open: int  # of those, still open (not collected yet)
+    cancelled: int
+    expired: int
+    points: int  # points those codes hold (cancelled and expired ones gave theirs back)
+
+
+def _gift_order(rules: Rules):
+    """Sort key: the catalogue's order, then withdrawn gifts by id."""
+    position = {g.id: i for i, g in enumerate(rules.gifts.catalogue)}
+    return lambda gift_id: (position.get(gift_id, len(position)), gift_id)
+
+
+def _scoped_gifts(query: Select, scope: Scope) -> Select:
+    if not scope.manager_id:
+        return query
+    return query.join(Member, Member.id == GiftRedemption.member_id).where(scope.members())
+
+
+def gift_redemptions(session: Session, rules: Rules, months: Sequence[Span], scope: Scope = EVERYONE) -> list[GiftMonth]:
+    """Codes issued per gift and month, by what became of them (only the gift-months with any)."""
+    if not months:
+        return []
+    month = _bucket(GiftRedemption.created_at, months).label("month")
+    status = GiftRedemption.status
+
+    def count(*statuses: str):
+        return func.sum(case((status.in_(statuses), 1), else_=0))
+
+    query = (select(GiftRedemption.gift_id, func.max(GiftRedemption.gift_name), month, func.count(),
+                    count("collected", "mailed"), count("open"), count("cancelled"), count("expired"),
+                    func.sum(case((status.in_(gifts.CLOSED), 0), else_=GiftRedemption.points)))
+             .where(_within(GiftRedemption.created_at, months)).group_by(GiftRedemption.gift_id, month))
+    rows = [GiftMonth(gift_id, name, label, *(int(v or 0) for v in values))
+            for gift_id, name, label, *values in session.execute(_scoped_gifts(query, scope))]
+    order = _gift_order(rules)
+    return sorted(rows, key=lambda r: (order(r.gift_id), r.month))
+
+
+@dataclass(frozen=True)
+class OpenCodes:
+    gift_id: str
+    gift_name: str
+    open: int  # codes issued and not collected, mailed, cancelled or expired
+    to_collect: int  # of those, to be collected in store
+    to_mail: int  # of those, waiting for staff to mail the gift
+    overdue: int  # to collect, past their last valid day (the nightly job expires them)
+    points: int  # points they hold
+
+
+def open_codes(session: Session, rules: Rules, today: date, scope: Scope = EVERYONE) -> list[OpenCodes]:
+    """Codes not collected yet, per gift, today."""
+    pickup = GiftRedemption.fulfilment == "pickup"
+    query = (select(GiftRedemption.gift_id, func.max(GiftRedemption.gift_name), func.count(),
+                    func.sum(case((pickup, 1), else_=0)), func.sum(case((pickup, 0), else_=1)),
+                    func.sum(case((and_(pickup, GiftRedemption.valid_until < today), 1), else_=0)),
+                    func.sum(GiftRedemption.points))
+             .where(GiftRedemption.status == "open").group_by(GiftRedemption.gift_id))
+    rows = [OpenCodes(gift_id, name, *(int(v or 0) for v in values))
+            for gift_id, name, *values in session.execute(_scoped_gifts(query, scope))]
+    order = _gift_order(rules)
+    return sorted(rows, key=lambda r: order(r.gift_id))
+
+
+def gift_stock(session: Session, rules: Rules) -> list[gifts.StockLine]:
+    """Stock of every gift (the programme's, the same for every scope): storage/gifts.py's own view."""
+    return gifts.stock_lines(session, rules)
+
+
 # --------------------------------------------------------------------------- capabilities still to come
-
-
-def gifts_report(session: Session, rules: Rules, months: Sequence[Span], scope: Scope = EVERYONE):
-    """Redemptions per gift and month, stock left, codes not collected. The gifts capability plugs in here."""
-    return NOT_YET
 
 
 def events_report(session: Session, rules: Rules, months: Sequence[Span], scope: Scope = EVERYONE):

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from rules import Rules
 from storage.logins import set_password
 from storage.members import add_staff
-from storage.models import LedgerEntry, Member, MemberChange, OutboxMessage, Purchase
+from storage.models import GiftRedemption, GiftStock, LedgerEntry, Member, MemberChange, OutboxMessage, Purchase
 from tests.factories import make_member
 
 ZONE = ZoneInfo("Asia/Shanghai")
@@ -91,7 +91,38 @@ def seed(session: Session, rules: Rules, members: int = 60) -> None:
                     reason={"failed": rng.choice(["errcode 45009", "failed:user block"]),
                             "skipped": rng.choice(["opted out", "lapsed"])}.get(status),
                     sent_at=created if status in ("delivered", "sent", "failed") else None))
+        _seed_gifts(session, rules, rng, member)
+    _seed_stock(session, rules, rng)
     session.flush()
+
+
+GIFT_STATUSES = ["collected", "collected", "mailed", "open", "open", "cancelled", "expired"]
+WITHDRAWN = ("oldpen", "旧款钢笔")  # a gift taken out of the catalogue: its codes and stock row remain
+
+
+def _seed_gifts(session: Session, rules: Rules, rng: random.Random, member: Member) -> None:
+    """Redemptions of catalogue gifts (and the withdrawn one) in every status, issued over 14 months."""
+    catalogue = [(g.id, g.name, g.kind, g.fulfilment, g.points or 0) for g in rules.gifts.catalogue[:6]]
+    for _ in range(rng.randrange(4)):
+        gift_id, name, kind, fulfilment, points = rng.choice(
+            catalogue + [(*WITHDRAWN, "points", "pickup", 500), ("gift-tray", "皮质首饰托盘", "vip_gift", "mail", 0)])
+        issued = local(date(2025, 10, 1) + timedelta(days=rng.randrange(420)), rng.choice([0, 11, 23]))
+        status = rng.choice(GIFT_STATUSES)
+        if fulfilment == "mail" and status == "collected":
+            status = "mailed"
+        session.add(GiftRedemption(
+            code=f"C{rng.randrange(10 ** 9):09d}", member_id=member.id, gift_id=gift_id, gift_name=name, kind=kind,
+            fulfilment=fulfilment, points=points, month=f"{issued.astimezone(ZONE):%Y-%m}", status=status,
+            valid_until=TODAY + timedelta(days=rng.randrange(-20, 30)), created_at=issued,
+            closed_at=None if status == "open" else issued + timedelta(days=1)))
+
+
+def _seed_stock(session: Session, rules: Rules, rng: random.Random) -> None:
+    session.flush()
+    held = Counter(session.scalars(select(GiftRedemption.gift_id).where(GiftRedemption.status == "open")))
+    for gift_id in [g.id for g in rules.gifts.catalogue[:4]] + [WITHDRAWN[0], "gift-tray"]:
+        session.add(GiftStock(gift_id=gift_id, stock=held[gift_id] + rng.randrange(0, 40), reserved=held[gift_id],
+                              handed_over=rng.randrange(0, 100)))
 
 
 # --------------------------------------------------------------------------- the expected tables
@@ -127,6 +158,7 @@ def expected(session: Session, rules: Rules, first: date = FIRST, last: date = T
     changes = [c for c in session.scalars(select(MemberChange).order_by(MemberChange.id)) if c.member_id in ids]
     ledger = [e for e in session.scalars(select(LedgerEntry)) if e.member_id in ids]
     pushes = [p for p in session.scalars(select(OutboxMessage)) if p.member_id in ids]
+    redemptions = [r for r in session.scalars(select(GiftRedemption)) if r.member_id in ids]
     tiers = [t.id for t in reversed(rules.tiers)]
     rank = {t.id: i for i, t in enumerate(rules.tiers)}
     d = rules.dashboard
@@ -220,6 +252,46 @@ def expected(session: Session, rules: Rules, first: date = FIRST, last: date = T
     tables["pushes"]["reasons"] = sorted(
         [(*k, n) for k, n in reasons.items()],
         key=lambda r: (r[0], r[1], {d.labels["failed"]: "failed", d.labels["skipped"]: "skipped"}[r[2]], -r[4], r[3]))
+
+    # gifts
+    catalogue = {g.id: (i, g.name) for i, g in enumerate(rules.gifts.catalogue)}
+
+    def gift(gift_id: str, stored: str) -> str:
+        return f"{gift_id} {catalogue[gift_id][1] if gift_id in catalogue else stored}"
+
+    def gift_order(gift_id: str) -> tuple:
+        return (catalogue[gift_id][0] if gift_id in catalogue else len(catalogue), gift_id)
+
+    issued = defaultdict(Counter)
+    for r in redemptions:
+        if _in_range(r.created_at, first, last):
+            cell = issued[(r.gift_id, _month(r.created_at))]
+            cell["name"] = r.gift_name
+            cell["redeemed"] += 1
+            cell[{"collected": "handed_over", "mailed": "handed_over"}.get(r.status, r.status)] += 1
+            cell["points"] += 0 if r.status in ("cancelled", "expired") else r.points
+    columns = ("redeemed", "handed_over", "open", "cancelled", "expired", "points")
+    tables["gifts"]["by_month"] = [(gift(g, issued[(g, m)]["name"]), m, *(issued[(g, m)][c] for c in columns))
+                                   for g, m in sorted(issued, key=lambda k: (gift_order(k[0]), k[1]))]
+    stock = {s.gift_id: s for s in session.scalars(select(GiftStock))}
+    ids_shown = [g.id for g in rules.gifts.catalogue] + sorted(set(stock) - set(catalogue))
+    withdrawn = {r.gift_id: r.gift_name for r in session.scalars(select(GiftRedemption))}
+    tables["gifts"]["stock"] = [
+        (gift(g, withdrawn.get(g, g)) + ("" if g in catalogue else f"（{d.labels['withdrawn']}）"),
+         *((stock[g].stock, stock[g].reserved, stock[g].stock - stock[g].reserved, stock[g].handed_over)
+           if g in stock else (0, 0, 0, 0))) for g in ids_shown]
+    waiting = defaultdict(Counter)
+    for r in redemptions:
+        if r.status == "open":
+            cell = waiting[r.gift_id]
+            cell["name"] = r.gift_name
+            cell["open"] += 1
+            cell["to_collect" if r.fulfilment == "pickup" else "to_mail"] += 1
+            cell["overdue"] += r.fulfilment == "pickup" and r.valid_until < TODAY
+            cell["points"] += r.points
+    tables["gifts"]["open"] = [(gift(g, waiting[g]["name"]),
+                                *(waiting[g][c] for c in ("open", "to_collect", "to_mail", "overdue", "points")))
+                               for g in sorted(waiting, key=gift_order)]
     return tables
 
 

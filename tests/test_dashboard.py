@@ -56,13 +56,17 @@ def test_every_panel_table_equals_the_rows_worked_out_one_by_one(seeded, state, 
             view = panel(Request(session, state.rules, FIRST, TODAY, TODAY, Scope(manager)))
             got = {t.key: t.rows for t in view.tables}
             assert got == dict(want.get(name, {})), name
-            if name in ("gifts", "events", "complaints"):
+            if name in ("events", "complaints"):
                 assert view.not_yet == "该功能尚未上线，暂无数据" and not view.charts
             else:
                 assert view.charts and all("<svg" in str(chart) for chart in view.charts)
     figures = want["members"]["by_tier"]
     assert sum(row[1] for row in figures) == (60 if manager is None else 12)
     assert any(row[2] for row in want["loyalty"]["by_quarter"]) and any(row[4] for row in want["pushes"]["by_job"])
+    gifts = want["gifts"]
+    assert manager or gifts["open"] and any(row[3] for row in gifts["open"]) and any(row[4] for row in gifts["open"])
+    assert {row[4] for row in gifts["by_month"]} - {0} and any(row[5] for row in gifts["by_month"])  # open, cancelled
+    assert gifts["stock"][-1][0] == "oldpen 旧款钢笔（已下架）"
 
 
 def test_staff_password_is_stored_hashed_and_refused_for_service_staff(seeded, state):

@@ -13,7 +13,7 @@ from decimal import Decimal
 from markupsafe import Markup
 from sqlalchemy.orm import Session
 
-from bot.admin.charts import OTHER_COLOURS, render
+from bot.admin.charts import OTHER_COLOURS, item_colours, render
 from rules import Rules
 from storage import reports
 from storage.reports import NOT_YET, Scope
@@ -232,6 +232,69 @@ def pushes_panel(req: Request) -> PanelView:
     return view
 
 
+# --------------------------------------------------------------------------- gifts
+
+
+def _gift_name(req: Request, gift_id: str, stored: str) -> str:
+    """A gift as the catalogue names it now (withdrawn ones by the name they were redeemed under)."""
+    gift = req.rules.gifts.gift(gift_id)
+    return f"{gift_id} {gift.name if gift else stored}"
+
+
+def _short(name: str, chars: int = 16) -> str:
+    return name if len(name) <= chars else name[:chars - 1] + "…"
+
+
+def gifts_panel(req: Request) -> PanelView:
+    view = PanelView(req.label("panel_gifts"))
+    months = reports.month_spans(req.rules, req.first, req.last)
+    rows = reports.gift_redemptions(req.session, req.rules, months, req.scope)
+    columns = ("redeemed_codes", "handed_over", "open_codes", "cancelled", "expired", "gift_points")
+    attrs = ("redeemed", "handed_over", "open", "cancelled", "expired", "points")
+    view.tables.append(Table("by_month", f"{req.label('panel_gifts')}（{req.label('gift')} × {req.label('month')}）",
+                             [req.label("gift"), req.label("month"), *(req.label(c) for c in columns)],
+                             [(_gift_name(req, r.gift_id, r.gift_name), r.month, *(getattr(r, a) for a in attrs))
+                              for r in rows],
+                             (req.label("total"), "", *(sum(getattr(r, a) for r in rows) for a in attrs))))
+    ids = {r.gift_id: r.gift_name for r in rows}
+    counts = {(r.gift_id, r.month): r.redeemed for r in rows}
+    labels = [m.label for m in months]
+    view.charts.append(render("bar", f"{req.label('redeemed_codes')}（按月，各礼品）", req.label("month"),
+                              req.label("gifts_unit"), labels,
+                              [(_short(_gift_name(req, g, name)), [counts.get((g, m), 0) for m in labels])
+                               for g, name in ids.items()],
+                              item_colours(len(ids)), req.label("empty_range"), stacked=True, legend_columns=4,
+                              height=420))
+
+    stock = reports.gift_stock(req.session, req.rules)
+    view.tables.append(Table("stock", f"{req.label('stock')}（{req.today}）",
+                             [req.label("gift"), req.label("stock"), req.label("reserved"), req.label("available"),
+                              req.label("handed_over_total")],
+                             [(_gift_name(req, s.gift_id, s.name) + ("" if s.in_catalogue else
+                                                                     f"（{req.label('withdrawn')}）"),
+                               s.stock, s.reserved, s.available, s.handed_over) for s in stock],
+                             (req.label("total"), sum(s.stock for s in stock), sum(s.reserved for s in stock),
+                              sum(s.available for s in stock), sum(s.handed_over for s in stock))))
+    codes = reports.open_codes(req.session, req.rules, req.today, req.scope)
+    view.tables.append(Table("open", f"{req.label('open_codes')}（{req.today}）",
+                             [req.label("gift"), req.label("open_codes"), req.label("to_collect"),
+                              req.label("to_mail"), req.label("overdue"), req.label("gift_points")],
+                             [(_gift_name(req, c.gift_id, c.gift_name), c.open, c.to_collect, c.to_mail, c.overdue,
+                               c.points) for c in codes],
+                             (req.label("total"), *(sum(getattr(c, a) for c in codes)
+                                                    for a in ("open", "to_collect", "to_mail", "overdue", "points")))))
+    waiting = {c.gift_id: c.open for c in codes}
+    view.charts.append(render("bar", f"{req.label('available')}与{req.label('open_codes')}（{req.today}）",
+                              f"{req.label('gift')}（编号，名称见下表）", req.label("gifts_unit"),
+                              [s.gift_id for s in stock],
+                              [(req.label("available"), [s.available for s in stock]),
+                               (req.label("open_codes"), [waiting.get(s.gift_id, 0) for s in stock])],
+                              OTHER_COLOURS[:2], req.label("empty_gifts")))
+    if req.scope.manager_id:
+        view.notes.append(req.label("stock_note"))
+    return view
+
+
 # --------------------------------------------------------------------------- capabilities still to come
 
 
@@ -259,7 +322,7 @@ PANELS: dict[str, Callable[[Request], PanelView]] = {
     "loyalty": loyalty_panel,
     "points": points_panel,
     "pushes": pushes_panel,
-    "gifts": _not_yet("panel_gifts", reports.gifts_report),
+    "gifts": gifts_panel,
     "events": _not_yet("panel_events", reports.events_report),
     "complaints": _not_yet("panel_complaints", reports.complaints_report),
 }
