@@ -22,6 +22,9 @@ LABEL_KEYS = frozenset({
     "planned", "sent", "delivered", "sent_unconfirmed", "failed", "skipped", "in_doubt", "waiting",
     "gift", "redeemed_codes", "handed_over", "open_codes", "cancelled", "gift_points", "stock", "reserved",
     "available", "handed_over_total", "to_collect", "to_mail", "overdue", "gifts_unit", "withdrawn", "stock_note",
+    "c_opened", "c_resolved", "c_within_sla", "c_median_first_response_hours", "c_median_resolution_hours",
+    "c_average_rating", "c_ratings", "c_repeated_members", "rating", "card_no", "member_name", "tickets", "flagged",
+    "last_opened", "tickets_unit", "hours_unit",
     # empty states
     "empty_range", "empty_members", "empty_gifts", "not_yet",
 })

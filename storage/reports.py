@@ -12,6 +12,8 @@ Conventions (the README's "Dashboard" section gives each number's formula):
 - a member's tier at an instant is the old tier of their first tier change after it (the audit
   trail ``member_changes``), or their tier today when it has not changed since;
 - a gift redemption counts in the month its code was issued (``created_at``), whatever became of it;
+- complaints are counted by storage/complaints.py's own ``summarise`` (the rules of ``complaints
+  report``), over the range's tickets read once as a few columns, then put in their months;
 - the events panel has no tables on this branch: ``events_report`` and ``event_participation``
   answer ``NOT_YET`` until that capability lands and gets its query.
 """
@@ -27,8 +29,8 @@ from sqlalchemy import ColumnElement, Select, and_, case, func, literal, or_, se
 from sqlalchemy.orm import Session
 
 from rules import Rules
-from storage import gifts
-from storage.models import GiftRedemption, LedgerEntry, Member, MemberChange, OutboxMessage, Purchase
+from storage import complaints, gifts
+from storage.models import GiftRedemption, LedgerEntry, Member, MemberChange, OutboxMessage, Purchase, Ticket
 
 YEAR_DAYS = 365  # "no repeat purchase within a year" (seed 000: 流失)
 
@@ -500,6 +502,87 @@ def gift_stock(session: Session, rules: Rules) -> list[gifts.StockLine]:
     return gifts.stock_lines(session, rules)
 
 
+# --------------------------------------------------------------------------- complaints
+
+
+@dataclass(frozen=True)
+class ComplaintMonth:
+    month: str
+    opened: int  # tickets opened in the month
+    resolved: int  # tickets resolved in the month
+    within_sla: Decimal | None  # % of those resolved by their resolution due time
+    median_first_response_hours: Decimal | None  # of the tickets opened, those answered
+    median_resolution_hours: Decimal | None  # opening to resolution, of the tickets resolved
+    average_rating: Decimal | None  # of the tickets resolved, those rated
+    ratings: int
+    repeated_members: int  # members with a ticket opened in the month flagged repeated
+
+
+def _decimal(value: float | None, places: str = "0.01") -> Decimal | None:
+    return None if value is None else Decimal(str(value)).quantize(Decimal(places))
+
+
+def _scoped_members(scope: Scope) -> Select | None:
+    return select(Member.id).where(scope.members()) if scope.manager_id else None
+
+
+def complaints_by_month(session: Session, months: Sequence[Span], scope: Scope = EVERYONE) -> list[ComplaintMonth]:
+    """Per month: the figures of ``complaints report`` (storage/complaints.py ``summarise``), and repeated complainers."""
+    if not months:
+        return []
+    opened, resolved = complaints.tickets_between(session, months[0].start, months[-1].end, _scoped_members(scope))
+    out = []
+    for span in months:
+        mine = [t for t in opened if span.start <= t.opened_at < span.end]
+        done = [t for t in resolved if span.start <= t.resolved_at < span.end]
+        figures = complaints.summarise(mine, done)
+        share = figures["resolved_within_sla"]
+        out.append(ComplaintMonth(
+            span.label, figures["opened"], figures["resolved"], _decimal(None if share is None else share * 100, "0.1"),
+            _decimal(figures["median_first_response_hours"]), _decimal(figures["median_resolution_hours"]),
+            _decimal(figures["average_rating"]), figures["ratings"], len({t.member_id for t in mine if t.repeated})))
+    return out
+
+
+def complaint_ratings(session: Session, months: Sequence[Span], scope: Scope = EVERYONE) -> dict[int, int]:
+    """Tickets resolved in the range by their rating (1–5), every rating listed."""
+    if not months:
+        return {}
+    query = (select(Ticket.rating, func.count()).where(_within(Ticket.resolved_at, months), Ticket.rating.is_not(None))
+             .group_by(Ticket.rating))
+    members = _scoped_members(scope)
+    if members is not None:
+        query = query.where(Ticket.member_id.in_(members))
+    found = dict(session.execute(query).all())
+    return {score: int(found.get(score, 0)) for score in range(1, 6)}
+
+
+@dataclass(frozen=True)
+class Complainer:
+    card_no: str
+    name: str
+    tier: str
+    tickets: int  # opened in the range
+    flagged: int  # of those, flagged repeated (the nth in one category within the rules' days)
+    last_opened: datetime
+
+
+def repeated_complainers(session: Session, months: Sequence[Span], scope: Scope = EVERYONE) -> list[Complainer]:
+    """Members with a ticket flagged repeated opened in the range, most tickets first."""
+    if not months:
+        return []
+    in_range = _within(Ticket.opened_at, months)
+    flagged = select(Ticket.member_id).where(in_range, Ticket.repeated.is_(True))
+    rows = session.execute(
+        select(Member.card_no, Member.name, Member.tier, func.count(),
+               func.sum(case((Ticket.repeated.is_(True), 1), else_=0)), func.max(Ticket.opened_at))
+        .join(Member, Member.id == Ticket.member_id)
+        .where(in_range, Ticket.member_id.in_(flagged), scope.members())
+        .group_by(Member.card_no, Member.name, Member.tier))
+    out = [Complainer(card, name, tier, int(n), int(f or 0), last) for card, name, tier, n, f, last in rows]
+    return sorted(out, key=lambda c: (-c.tickets, -c.flagged, c.card_no))
+
+
 # --------------------------------------------------------------------------- capabilities still to come
 
 
@@ -508,7 +591,4 @@ def events_report(session: Session, rules: Rules, months: Sequence[Span], scope:
     return NOT_YET
 
 
-def complaints_report(session: Session, rules: Rules, months: Sequence[Span], scope: Scope = EVERYONE):
-    """Opened, share within SLA, median resolution time, ratings, repeated complainers. Complaints plug in here."""
-    return NOT_YET
 

@@ -17,7 +17,9 @@ from sqlalchemy.orm import Session
 from rules import Rules
 from storage.logins import set_password
 from storage.members import add_staff
-from storage.models import GiftRedemption, GiftStock, LedgerEntry, Member, MemberChange, OutboxMessage, Purchase
+from storage.models import (
+    GiftRedemption, GiftStock, LedgerEntry, Member, MemberChange, OutboxMessage, Purchase, Ticket,
+)
 from tests.factories import make_member
 
 ZONE = ZoneInfo("Asia/Shanghai")
@@ -92,6 +94,7 @@ def seed(session: Session, rules: Rules, members: int = 60) -> None:
                             "skipped": rng.choice(["opted out", "lapsed"])}.get(status),
                     sent_at=created if status in ("delivered", "sent", "failed") else None))
         _seed_gifts(session, rules, rng, member)
+        _seed_tickets(session, rules, rng, member)
     _seed_stock(session, rules, rng)
     session.flush()
 
@@ -115,6 +118,24 @@ def _seed_gifts(session: Session, rules: Rules, rng: random.Random, member: Memb
             fulfilment=fulfilment, points=points, month=f"{issued.astimezone(ZONE):%Y-%m}", status=status,
             valid_until=TODAY + timedelta(days=rng.randrange(-20, 30)), created_at=issued,
             closed_at=None if status == "open" else issued + timedelta(days=1)))
+
+
+def _seed_tickets(session: Session, rules: Rules, rng: random.Random, member: Member) -> None:
+    """Complaints and 人工客服 tickets: open, waiting and resolved (in and past their due time), rated or not."""
+    for _ in range(rng.randrange(4)):
+        opened = local(date(2025, 10, 20) + timedelta(days=rng.randrange(400)), rng.choice([1, 9, 15, 22]))
+        status = rng.choice(["resolved", "resolved", "resolved", "open", "waiting"])
+        resolved = opened + timedelta(hours=rng.randrange(1, 60), minutes=rng.randrange(60)) \
+            if status == "resolved" else None
+        due = opened + timedelta(hours=24) if rng.random() < 0.9 else None
+        answered = opened + timedelta(minutes=rng.randrange(10, 600)) if rng.random() < 0.8 else None
+        number = f"T{rng.randrange(10 ** 9):09d}"
+        session.add(Ticket(
+            number=number, member_id=member.id, kind=rng.choice(["complaint", "complaint", "human"]),
+            category=rng.choice(rules.complaints.categories), priority=rng.choice(["high", "normal"]), status=status,
+            description="seeded", opened_at=opened, first_response_at=answered, resolved_at=resolved,
+            resolution_due_at=due, repeated=rng.random() < 0.25,
+            rating=rng.choice([None, 1, 2, 3, 4, 5, 5]) if resolved else None))
 
 
 def _seed_stock(session: Session, rules: Rules, rng: random.Random) -> None:
@@ -159,6 +180,7 @@ def expected(session: Session, rules: Rules, first: date = FIRST, last: date = T
     ledger = [e for e in session.scalars(select(LedgerEntry)) if e.member_id in ids]
     pushes = [p for p in session.scalars(select(OutboxMessage)) if p.member_id in ids]
     redemptions = [r for r in session.scalars(select(GiftRedemption)) if r.member_id in ids]
+    tickets = [t for t in session.scalars(select(Ticket)) if t.member_id in ids]
     tiers = [t.id for t in reversed(rules.tiers)]
     rank = {t.id: i for i, t in enumerate(rules.tiers)}
     d = rules.dashboard
@@ -292,7 +314,42 @@ def expected(session: Session, rules: Rules, first: date = FIRST, last: date = T
     tables["gifts"]["open"] = [(gift(g, waiting[g]["name"]),
                                 *(waiting[g][c] for c in ("open", "to_collect", "to_mail", "overdue", "points")))
                                for g in sorted(waiting, key=gift_order)]
+
+    # complaints
+    rows = []
+    for m in months:
+        opened = [t for t in tickets if _in_range(t.opened_at, first, last) and _month(t.opened_at) == m]
+        resolved = [t for t in tickets if t.resolved_at and _in_range(t.resolved_at, first, last)
+                    and _month(t.resolved_at) == m]
+        met = sum(t.resolution_due_at is not None and t.resolved_at <= t.resolution_due_at for t in resolved)
+        rated = [t.rating for t in resolved if t.rating]
+        rows.append((m, len(opened), len(resolved), _pct(met, len(resolved)),
+                     _median([t.first_response_at - t.opened_at for t in opened if t.first_response_at]),
+                     _median([t.resolved_at - t.opened_at for t in resolved]),
+                     (Decimal(sum(rated)) / len(rated)).quantize(Decimal("0.01")) if rated else "—", len(rated),
+                     len({t.member_id for t in opened if t.repeated})))
+    tables["complaints"]["by_month"] = rows
+    resolved = [t for t in tickets if t.resolved_at and _in_range(t.resolved_at, first, last) and t.rating]
+    tables["complaints"]["ratings"] = [(f"{n} 星", sum(t.rating == n for t in resolved)) for n in range(1, 6)]
+    in_range = [t for t in tickets if _in_range(t.opened_at, first, last)]
+    flagged = {t.member_id for t in in_range if t.repeated}
+    people = []
+    for m in members:
+        if m.id in flagged:
+            mine = [t for t in in_range if t.member_id == m.id]
+            people.append((m.card_no, m.name, name(m.tier), len(mine), sum(t.repeated for t in mine),
+                           f"{max(t.opened_at for t in mine).astimezone(ZONE):%Y-%m-%d %H:%M}"))
+    tables["complaints"]["repeated"] = sorted(people, key=lambda p: (-p[3], -p[4], p[0]))
     return tables
+
+
+def _median(spans: list[timedelta]) -> Decimal | str:
+    if not spans:
+        return "—"
+    seconds = sorted(s.total_seconds() for s in spans)
+    middle = len(seconds) // 2
+    value = seconds[middle] if len(seconds) % 2 else (seconds[middle - 1] + seconds[middle]) / 2
+    return Decimal(str(round(value / 3600, 2))).quantize(Decimal("0.01"))  # hours to two places
 
 
 def _days(first: date, last: date):

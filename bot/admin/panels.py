@@ -295,6 +295,62 @@ def gifts_panel(req: Request) -> PanelView:
     return view
 
 
+# --------------------------------------------------------------------------- complaints
+
+
+def complaints_panel(req: Request) -> PanelView:
+    view = PanelView(req.label("panel_complaints"))
+    months = reports.month_spans(req.rules, req.first, req.last)
+    rows = reports.complaints_by_month(req.session, months, req.scope)
+    columns = ("opened", "resolved", "within_sla", "median_first_response_hours", "median_resolution_hours",
+               "average_rating", "ratings", "repeated_members")
+    view.tables.append(Table("by_month", f"{req.label('panel_complaints')}（按月）",
+                             [req.label("month"), *(req.label(f"c_{c}") for c in columns)],
+                             [(r.month, r.opened, r.resolved, _pct(r.within_sla), _none(r.median_first_response_hours),
+                               _none(r.median_resolution_hours), _none(r.average_rating), r.ratings,
+                               r.repeated_members) for r in rows],
+                             (req.label("total"), sum(r.opened for r in rows), sum(r.resolved for r in rows),
+                              "", "", "", "", sum(r.ratings for r in rows), "")))
+    labels = [r.month for r in rows]
+    empty = "" if any(r.opened or r.resolved for r in rows) else req.label("empty_range")
+    view.charts.append(render("bar", f"{req.label('c_opened')}与{req.label('c_resolved')}（按月）", req.label("month"),
+                              req.label("tickets_unit"), labels,
+                              [(req.label("c_opened"), [r.opened for r in rows]),
+                               (req.label("c_resolved"), [r.resolved for r in rows]),
+                               (req.label("c_repeated_members"), [r.repeated_members for r in rows])],
+                              OTHER_COLOURS[:3], empty))
+    view.charts.append(render("line", f"{req.label('c_within_sla')}（按月）", req.label("month"),
+                              req.label("percent_unit"), labels,
+                              [(req.label("c_within_sla"), [r.within_sla for r in rows])],
+                              OTHER_COLOURS[:1], empty, percent=True))
+    view.charts.append(render("line", f"{req.label('c_median_resolution_hours')}（按月）", req.label("month"),
+                              req.label("hours_unit"), labels,
+                              [(req.label("c_median_first_response_hours"),
+                                [r.median_first_response_hours for r in rows]),
+                               (req.label("c_median_resolution_hours"), [r.median_resolution_hours for r in rows])],
+                              OTHER_COLOURS[5:7], empty))
+    ratings = reports.complaint_ratings(req.session, months, req.scope)
+    view.tables.append(Table("ratings", f"{req.label('rating')}（{req.first}–{req.last}）",
+                             [req.label("rating"), req.label("count")],
+                             [(f"{score} 星", n) for score, n in ratings.items()],
+                             (req.label("total"), sum(ratings.values()))))
+    view.charts.append(render("bar", f"{req.label('rating')}分布（{req.first}–{req.last}）", req.label("rating"),
+                              req.label("tickets_unit"), [f"{score} 星" for score in ratings],
+                              [(req.label("c_ratings"), list(ratings.values()))], OTHER_COLOURS[2:3],
+                              req.label("empty_range")))
+    people = reports.repeated_complainers(req.session, months, req.scope)
+    view.tables.append(Table("repeated", f"{req.label('c_repeated_members')}（{req.first}–{req.last}）",
+                             [req.label("card_no"), req.label("member_name"), req.label("tier"),
+                              req.label("tickets"), req.label("flagged"), req.label("last_opened")],
+                             [(c.card_no, c.name, req.tier_name(c.tier), c.tickets, c.flagged,
+                               f"{c.last_opened.astimezone(req.rules.zone):%Y-%m-%d %H:%M}") for c in people]))
+    return view
+
+
+def _none(value: object) -> object:
+    return "—" if value is None else value
+
+
 # --------------------------------------------------------------------------- capabilities still to come
 
 
@@ -324,5 +380,5 @@ PANELS: dict[str, Callable[[Request], PanelView]] = {
     "pushes": pushes_panel,
     "gifts": gifts_panel,
     "events": _not_yet("panel_events", reports.events_report),
-    "complaints": _not_yet("panel_complaints", reports.complaints_report),
+    "complaints": complaints_panel,
 }
