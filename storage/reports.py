@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, literal, or_, select
+from sqlalchemy import ColumnElement, Select, and_, case, func, literal, literal_column, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from rules import Rules
@@ -317,11 +317,20 @@ def points_by_month(session: Session, months: Sequence[Span], scope: Scope = EVE
     """Points earned, redeemed, expired, reversed and adjusted per month (the ledger's entries)."""
     if not months:
         return []
-    month = _bucket(LedgerEntry.occurred_at, months)
-    query = (select(month, LedgerEntry.kind, func.sum(LedgerEntry.amount))
-             .where(_within(LedgerEntry.occurred_at, months)).group_by(month, LedgerEntry.kind))
-    if scope.manager_id:  # from the manager's few members to their entries, not the range's entries to members
-        query = query.where(LedgerEntry.member_id.in_(select(Member.id).where(scope.members())))
+    if scope.manager_id:
+        # From the manager's few members to their entries, not the range's entries to members.
+        month = _bucket(LedgerEntry.occurred_at, months)
+        query = (select(month, LedgerEntry.kind, func.sum(LedgerEntry.amount))
+                 .where(_within(LedgerEntry.occurred_at, months),
+                        LedgerEntry.member_id.in_(select(Member.id).where(scope.members())))
+                 .group_by(month, LedgerEntry.kind))
+    else:
+        # Everyone: one range read of the covering index (occurred_at, kind, amount) per month, glued
+        # together — four times faster than one pass putting each of millions of entries in its month
+        # with a CASE (bench/dashboard.py), and the same figures.
+        query = union_all(*(select(literal(s.label).label("month"), LedgerEntry.kind, func.sum(LedgerEntry.amount))
+                            .where(LedgerEntry.occurred_at >= s.start, LedgerEntry.occurred_at < s.end)
+                            .group_by(LedgerEntry.kind) for s in months))
     sums = {(label, kind): int(total or 0) for label, kind, total in session.execute(query)}
     return [PointsMonth(s.label, sums.get((s.label, "earn"), 0), -sums.get((s.label, "redeem"), 0),
                         -sums.get((s.label, "expire"), 0), -sums.get((s.label, "reverse"), 0),
@@ -349,7 +358,10 @@ def points_outstanding(session: Session, rules: Rules, today: date, days: int,
         select(Member.tier, func.sum(LedgerEntry.remaining))
         .join(Member, Member.id == LedgerEntry.member_id)
         .where(LedgerEntry.expires_on >= today, LedgerEntry.expires_on < today + timedelta(days=days),
-               LedgerEntry.kind == "earn", LedgerEntry.remaining > 0, scope.members())
+               # Written as constants, as the partial index ix_ledger_open_lots states them, so the planner
+               # can prove the index holds every lot asked for (a bound parameter would not let it).
+               LedgerEntry.kind == literal_column("'earn'"), LedgerEntry.remaining > literal_column("0"),
+               scope.members())
         .group_by(Member.tier)
     )}
     return [Outstanding(t.id, *balances.get(t.id, (0, 0)), expiring.get(t.id, 0)) for t in reversed(rules.tiers)]
