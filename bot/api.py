@@ -186,6 +186,8 @@ def complaints_report():
     except TicketError:
         return jsonify(error="month: must be YYYY-MM", field="month"), 422
     return jsonify(data)
+
+
 @bp.post("/redemptions/<code>/handover")
 @api_key_required
 def handover(code: str):
@@ -231,3 +233,49 @@ def handover(code: str):
     if closing.outcome == "not_open":
         return jsonify(status="already_closed", redemption_status=redemption.status, **answer), 409
     return jsonify(status=redemption.status, **answer), 200
+
+
+@bp.post("/events/<event_id>/checkin")
+@api_key_required
+def event_checkin(event_id: str):
+    """Mark a booking attended at the door, once: ``{"code": "K7M2QX"}`` or ``{"card_no": "C0000001"}``.
+
+    200 ``checked_in``; 200 ``already_checked_in`` with the first check-in's time; 404 for an unknown
+    event or no sign-up with that code or card; 409 ``not_booked`` for a waitlist place or an ended sign-up.
+    """
+    from storage.events import check_in
+
+    state = _state()
+    rules = state.rules
+    try:
+        body = read_json_body()
+    except BodyError as exc:
+        return jsonify(error=str(exc), field=exc.field), exc.status
+    if isinstance(body, _RepeatedKey):
+        return jsonify(error=f"{body.key[:64]}: is given more than once", field=body.key[:64]), 422
+    if not isinstance(body, dict):
+        return jsonify(error='body: must be an object: {"code": ...} or {"card_no": ...}', field="body"), 422
+    unknown = sorted(set(body) - {"code", "card_no"})
+    if unknown:
+        return jsonify(error=f"{unknown[0][:64]}: unknown field", field=unknown[0][:64]), 422
+    if len(body) != 1:
+        return jsonify(error='body: give exactly one of "code" or "card_no"', field="body"), 422
+    field, value = next(iter(body.items()))
+    if not isinstance(value, str) or not value.strip() or len(value) > 32 or not value.isprintable():
+        return jsonify(error=f"{field}: must be text of 1 to 32 printable characters", field=field), 422
+    event = rules.events.event(event_id) if len(event_id) <= 24 else None
+    if event is None:
+        return jsonify(status="not_found", error=f"no event {event_id[:24]!r}"), 404
+    with state.db.write() as session:
+        done = check_in(session, event.id, value, "api", state.now())
+    if done.status == "not_found":
+        return jsonify(status="not_found", error=f"no sign-up for {event.id} with {field} {value}"), 404
+    signup, member = done.signup, done.member
+    result = {"event_id": event.id, "session": done.row.session_key, "card_no": member.card_no, "name": member.name,
+              "code": signup.code, "party": signup.party}
+    if done.status == "not_booked":
+        return jsonify(status="not_booked", sign_up=signup.status, **result), 409
+    at = rules.local_time(signup.checked_in_at)
+    if done.status == "already":
+        return jsonify(status="already_checked_in", checked_in_at=at, **result), 200
+    return jsonify(status="checked_in", checked_in_at=at, **result), 200

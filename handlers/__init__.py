@@ -6,7 +6,7 @@ and add a route for it in config.yaml.
 from __future__ import annotations
 
 from bot.context import Handler
-from handlers import complaints, gifts, help, marketing, membership, points, pushes, staff
+from handlers import complaints, events, gifts, help, marketing, membership, points, pushes, staff
 
 HANDLERS: dict[str, Handler] = {
     # membership
@@ -24,6 +24,11 @@ HANDLERS: dict[str, Handler] = {
     "redeem": gifts.redeem,
     "my_gifts": gifts.my_gifts,
     "cancel_redemption": gifts.cancel_redemption,
+    # events
+    "events": events.list_events,
+    "join": events.join,
+    "my_events": events.my_events,
+    "leave": events.leave,
     # marketing pushes
     "unsubscribe": marketing.unsubscribe,
     "subscribe": marketing.subscribe,

@@ -6,12 +6,13 @@ from decimal import Decimal
 from functools import cached_property
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from rules.base import Frozen
 from rules.chat import ChatMessages, DialogRules, Fallbacks, Route, WebhookRules
 from rules.complaints import ComplaintMessages, ComplaintRules
 from rules.dashboard import DashboardRules
+from rules.events import EventRules, EventsMessages
 from rules.gifts import GiftRules, GiftsMessages
 from rules.jobs import Jobs
 from rules.membership import BindingRules, MembershipMessages
@@ -19,7 +20,7 @@ from rules.points import PointsMessages, PointsRules, RetentionRules, SegmentRul
 from rules.pushes import OptOutMessages, PushRules
 
 
-class Messages(ChatMessages, MembershipMessages, PointsMessages, OptOutMessages, ComplaintMessages,
+class Messages(ChatMessages, MembershipMessages, PointsMessages, OptOutMessages, ComplaintMessages, EventsMessages,
                GiftsMessages):
     """Every member-facing text (``messages:``), each declared by its capability's section."""
 
@@ -44,6 +45,20 @@ class Rules(Frozen):
     complaints: ComplaintRules
     dashboard: DashboardRules
     gifts: GiftRules
+    events: EventRules
+
+    @field_validator("events")
+    @classmethod
+    def _events_name_known_things(cls, events: EventRules, info: ValidationInfo) -> EventRules:
+        # tiers and pushes come before events, so they are checked already (absent if they were bad).
+        pushes, tiers = info.data.get("pushes"), info.data.get("tiers")
+        unknown = sorted(set(events.push_messages()) - set(pushes.messages)) if pushes else []
+        if unknown:
+            raise ValueError(f"events name push message(s) not in pushes.messages: {', '.join(unknown)}")
+        strangers = sorted(set(events.tiers_named()) - {t.id for t in tiers}) if tiers else []
+        if strangers:
+            raise ValueError(f"events name unknown tier(s): {', '.join(strangers)}")
+        return events
 
     @model_validator(mode="after")
     def _jobs_name_known_things(self) -> "Rules":
@@ -121,6 +136,14 @@ class Rules(Frozen):
     def today(self, now: datetime) -> date:
         """The local date at ``now`` (an aware instant, from the injected clock)."""
         return now.astimezone(self.zone).date()
+
+    def local_instant(self, local: datetime) -> datetime:
+        """The UTC instant of a local time written without an offset (event times in config.yaml)."""
+        return local.replace(tzinfo=self.zone).astimezone(timezone.utc)
+
+    def local_time(self, instant: datetime) -> str:
+        """An instant as members read it: 'YYYY-MM-DD HH:MM' in the rules' zone."""
+        return instant.astimezone(self.zone).strftime("%Y-%m-%d %H:%M")
 
     def local_midnight(self, day: date) -> datetime:
         """The UTC instant at which ``day`` starts in the rules' time zone."""

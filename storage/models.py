@@ -498,3 +498,75 @@ class GiftStockChange(Base):
     stock_after: Mapped[int] = mapped_column(Integer)
     actor: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+# --------------------------------------------------------------------------- events (DOMAIN.md: Events)
+
+
+class EventSessionRow(Base):
+    """The seats of one session of an event in config.yaml, created at its first sign-up.
+
+    ``seats_taken`` changes only by conditional UPDATEs in storage/events.py, in the same
+    transaction as the sign-up that takes or frees the seats; the CHECKs make overbooking
+    impossible whatever the code does. ``starts_at``/``ends_at``/``place`` are what members were
+    last told (a change in config.yaml is a move, told once by the event_changes job).
+    """
+
+    __tablename__ = "event_sessions"
+    __table_args__ = (
+        UniqueConstraint("event_id", "session_key", name="uq_event_sessions_event_session"),
+        CheckConstraint("seats_taken >= 0", name="seats_not_negative"),
+        CheckConstraint("seats_taken <= capacity", name="seats_within_capacity"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(24))
+    session_key: Mapped[str] = mapped_column(String(16))
+    title: Mapped[str] = mapped_column(String(64))  # the event's title when the row was made (for removed events)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    place: Mapped[str] = mapped_column(String(128))
+    capacity: Mapped[int] = mapped_column(Integer)
+    seats_taken: Mapped[int] = mapped_column(Integer, default=0)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # its sign-ups were called off then
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class EventSignup(Base):
+    """One member's sign-up for one session: a booking or a place on its waitlist.
+
+    status: booked | waitlisted (live) → cancelled (the member freed the seats), withdrawn (left
+    the waitlist), expired (still waiting when the session started or was cancelled), called_off
+    (a booking of a cancelled session). A waitlist entry that got a seat is ``booked`` with
+    ``promoted_at``. ``live_event`` is the event id while live and NULL after: one live sign-up
+    per member per event, held by a unique key. Attendance is ``checked_in_at``.
+    """
+
+    __tablename__ = "event_signups"
+    __table_args__ = (
+        UniqueConstraint("member_id", "live_event", name="uq_event_signups_member_live_event"),
+        CheckConstraint("status IN ('booked', 'waitlisted', 'cancelled', 'withdrawn', 'expired', 'called_off')",
+                        name="status_known"),
+        CheckConstraint("(status IN ('booked', 'waitlisted')) = (live_event IS NOT NULL)", name="live_when_live"),
+        CheckConstraint("guests >= 0 AND party = guests + 1", name="party_is_member_and_guests"),
+        CheckConstraint("checked_in_at IS NULL OR status NOT IN ('waitlisted', 'withdrawn', 'expired')",
+                        name="checked_in_never_waiting"),
+        Index("ix_event_signups_session_id_status_priority_id", "session_id", "status", "priority", "id"),
+        Index("ix_event_signups_member_id", "member_id"),
+        Index("ix_event_signups_event_id", "event_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)  # arrival order: ids follow commit order per session
+    session_id: Mapped[int] = mapped_column(ForeignKey("event_sessions.id"))
+    event_id: Mapped[str] = mapped_column(String(24))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    guests: Mapped[int] = mapped_column(Integer, default=0)
+    party: Mapped[int] = mapped_column(Integer, default=1)  # seats: the member and their guests
+    status: Mapped[str] = mapped_column(String(12))
+    live_event: Mapped[str | None] = mapped_column(String(24))
+    priority: Mapped[int] = mapped_column(Integer, default=0)  # waitlist order: lower first, then id
+    code: Mapped[str] = mapped_column(String(12), unique=True)  # the booking code shown at the door
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    booked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    promoted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # from the waitlist to a booking
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # cancelled, withdrawn, expired, called off
+    checked_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    checked_in_by: Mapped[str | None] = mapped_column(String(64))  # "cli", "api"

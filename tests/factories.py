@@ -103,3 +103,25 @@ def make_entitlement(session: Session, member: Member, source: str = "purchase:T
 
 __all__ = ["GIFT_RULES", "WeChatServer", "event_xml", "make_entitlement", "make_member", "make_points", "make_stock",
            "signature", "text_xml"]
+__all__ = ["WeChatServer", "event_config", "event_rules", "event_xml", "make_member", "signature", "text_xml"]
+
+
+def event_rules(base_rules, *events: dict, **settings) -> dict:
+    """The ``events:`` section of config.yaml with ``events`` as its catalogue (see ``event_config``)."""
+    section = base_rules.events.model_dump(mode="json")
+    section.update(settings)
+    section["catalogue"] = list(events)
+    return section
+
+
+def event_config(event_id: str = "salon", *, sessions: int = 1, capacity: int = 30, **fields) -> dict:
+    """One event as config.yaml writes it: open from 2027-01-01 to 2027-03-18, sessions on 20, 21 … March 2027."""
+    values = {
+        "id": event_id, "title": f"活动{event_id}", "form": "沙龙", "region": "上海", "store": "旗舰店",
+        "tiers": ["D", "C", "B", "A"], "signup_opens": "2027-01-01T10:00:00", "signup_closes": "2027-03-18T18:00:00",
+        "cancel_until": "2027-03-17T18:00:00", "guests_allowed": 0, "budget_per_head": "100",
+        "sessions": [{"id": str(n + 1), "starts": f"2027-03-{20 + n}T14:00:00", "ends": f"2027-03-{20 + n}T16:00:00",
+                      "place": "三楼", "capacity": capacity} for n in range(sessions)],
+    }
+    values.update(fields)
+    return values

@@ -50,10 +50,10 @@ def wechat(settings, rules_with, redis_client, clock, monkeypatch):
     monkeypatch.setitem(HANDLERS, "sign_up", sign_up)
     monkeypatch.setitem(HANDLERS, "staff_hello", staff_hello)
     base = rules_with()
-    routes = [r.model_dump() for r in base.routes] + [
+    routes = [  # first: the first match wins, and config.yaml routes 报名 to events' join
         {"handler": "sign_up", "exact": ["报名"], "prefix": ["报名"]},
         {"handler": "staff_hello", "exact": ["工作台"]},
-    ]
+    ] + [r.model_dump() for r in base.routes]
     # The test's texts join the messages as a capability's section would declare them.
     from rules.programme import Messages
 

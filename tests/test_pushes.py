@@ -336,11 +336,9 @@ def test_two_schedulers_started_together_fire_each_job_once(state, db, db_url, r
         members = [bound(session, n, tier="C", birthday=soon.date()) for n in range(5)]
     jobs_now = state.rules.jobs
     late = "23:59:59"  # the other jobs are not due (a scheduler that starts runs the jobs it missed today)
+    not_due = {name: section.model_copy(update={"at": late}) for name, section in jobs_now.sections().items()}
     rules = state.rules.model_copy(update={"jobs": jobs_now.model_copy(update={
-        "birthday": jobs_now.birthday.model_copy(update={"at": soon.strftime("%H:%M:%S")}),
-        "tier_recalc": jobs_now.tier_recalc.model_copy(update={"at": late}),
-        "points_reset": jobs_now.points_reset.model_copy(update={"at": late}),
-        "monthly_bulletin": jobs_now.monthly_bulletin.model_copy(update={"at": late}),
+        **not_due, "birthday": jobs_now.birthday.model_copy(update={"at": soon.strftime("%H:%M:%S")}),
     })})
     rules_path = tmp_path / "config.yaml"
     _write_rules(rules, rules_path)

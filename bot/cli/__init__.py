@@ -10,8 +10,8 @@ from __future__ import annotations
 import click
 from flask import Flask
 
-from bot.cli import (complaints, db, dev, gifts, members, points, purchases, push, refunds, rules, scheduler, serve,
-                     staff)
+from bot.cli import (complaints, db, dev, events, gifts, members, points, purchases, push, refunds, rules, scheduler,
+                     serve, staff)
 from bot.cli.common import reported
 
 COMMANDS = (
@@ -25,6 +25,7 @@ COMMANDS = (
     points.group,
     gifts.group,
     push.group,
+    events.group,
     scheduler.group,
     complaints.group,
     *dev.COMMANDS,

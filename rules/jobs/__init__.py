@@ -9,6 +9,9 @@ from rules.base import Frozen
 from rules.jobs.base import JobSection
 from rules.jobs.birthday import BirthdayJob
 from rules.jobs.gift_expiry import GiftExpiryJob
+from rules.jobs.event_changes import EventChangesJob
+from rules.jobs.event_invitations import EventInvitationsJob
+from rules.jobs.event_reminders import EventRemindersJob
 from rules.jobs.holidays import HolidaysJob
 from rules.jobs.monthly_bulletin import BulletinJob
 from rules.jobs.points_reset import PointsResetJob
@@ -24,6 +27,9 @@ class Jobs(Frozen):
     tier_recalc: TierRecalcJob
     ticket_watch: TicketWatchJob = TicketWatchJob()  # every few minutes, not daily (scheduler/jobs/ticket_watch.py)
     gift_expiry: GiftExpiryJob
+    event_invitations: EventInvitationsJob
+    event_reminders: EventRemindersJob
+    event_changes: EventChangesJob
 
     def section(self, job_id: str) -> JobSection:
         """The rules of the job with this id."""
@@ -33,4 +39,5 @@ class Jobs(Frozen):
         return {name: getattr(self, name) for name in type(self).model_fields}
 
 
-__all__ = ["BirthdayJob", "BulletinJob", "GiftExpiryJob", "HolidaysJob", "JobSection", "Jobs", "PointsResetJob", "TicketWatchJob", "TierRecalcJob"]
+__all__ = ["BirthdayJob", "BulletinJob", "EventChangesJob", "EventInvitationsJob", "EventRemindersJob", "GiftExpiryJob",
+           "HolidaysJob", "JobSection", "Jobs", "PointsResetJob", "TicketWatchJob", "TierRecalcJob"]

@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 from rules import Rules, render_text
 from scheduler import delivery
 from scheduler.delivery import DrainStats, push_context
-from scheduler.jobs import birthday, gift_expiry, holidays, monthly_bulletin, points_reset, ticket_watch, tier_recalc
+from scheduler.jobs import (birthday, event_changes, event_invitations, event_reminders, gift_expiry, holidays,
+                            monthly_bulletin, points_reset, ticket_watch, tier_recalc)
 from scheduler.jobs.base import Job, JobPlan
 from storage import outbox
 from storage.models import Member, utcnow
@@ -36,6 +37,9 @@ JOBS: dict[str, Job] = {job.id: job for job in (
     holidays.JOB,
     monthly_bulletin.JOB,
     gift_expiry.JOB,
+    event_changes.JOB,
+    event_invitations.JOB,
+    event_reminders.JOB,
 )}
 
 # Jobs that run every few minutes rather than once a day: id -> (run(state), minutes from the rules).
