@@ -44,6 +44,7 @@ def prepare(members: int, rebuild: bool) -> Path:
         upgrade(db)  # a build by an older checkout gets the newer migrations ...
         db.dispose()
         add_gifts_and_tickets(path, members)  # ... and the data of the capabilities since
+        add_event_signups(path, members)
         return path
     DATA.mkdir(parents=True, exist_ok=True)
     source = DATA / f"jobs-{members}.sqlite3"
@@ -91,6 +92,7 @@ def prepare(members: int, rebuild: bool) -> Path:
         evaluate_all(session, load_rules(DEFAULT_RULES_PATH), TODAY)
     db.engine.dispose()
     add_gifts_and_tickets(path, members)
+    add_event_signups(path, members)
     print(f"prepared {path} in {time.monotonic() - started:.0f} s", flush=True)
     return path
 
@@ -146,6 +148,49 @@ def add_gifts_and_tickets(path: Path, members: int) -> None:
     print(f"added 300,000 gift redemptions and 40,000 tickets in {time.monotonic() - started:.0f} s", flush=True)
 
 
+def add_event_signups(path: Path, members: int) -> None:
+    """A year of past events (600 sessions, 120,000 sign-ups, most checked in) and sign-ups for config.yaml's
+    events open on TODAY, once."""
+    from rules import DEFAULT_RULES_PATH, load_rules
+
+    conn = sqlite3.connect(path)
+    if conn.execute("SELECT count(*) FROM event_signups").fetchone()[0]:
+        conn.close()
+        return
+    started = time.monotonic()
+    conn.execute("PRAGMA synchronous=OFF")
+    rules = load_rules(DEFAULT_RULES_PATH)
+    sessions = [(f"past{n // 2}", str(n % 2 + 1), datetime(2025, 11, 25, 6) + timedelta(hours=n * 14), 200)
+                for n in range(600)]
+    sessions += [(e.id, es.id, rules.local_instant(es.starts).replace(tzinfo=None), es.capacity)
+                 for e in rules.events.catalogue for es in e.sessions
+                 if rules.local_instant(e.signup_opens).date() <= TODAY]
+    signups, code = [], 0
+    for row_id, (event_id, key, starts, capacity) in enumerate(sessions, start=1):
+        past = starts.date() < TODAY
+        for seat in range(min(capacity, 200)):
+            code += 1
+            booked = seat < capacity * 0.9
+            status = ("booked" if booked else "expired") if past else ("booked" if booked else "waitlisted")
+            member_id = (row_id * 7919 + seat * 104_729) % members + 1
+            signups.append((row_id, event_id, member_id, status, event_id if status in ("booked", "waitlisted") else
+                            None, f"B{code:09d}", (starts - timedelta(days=7)).isoformat(sep=" "),
+                            starts.isoformat(sep=" ") if past and booked and seat % 10 < 7 else None))
+    conn.executemany("INSERT INTO event_sessions (id, event_id, session_key, title, starts_at, ends_at, place, capacity,"
+                     " seats_taken, created_at) VALUES (?, ?, ?, ?, ?, ?, '-', ?, ?, ?)",
+                     [(i, e, k, e, s.isoformat(sep=" "), (s + timedelta(hours=2)).isoformat(sep=" "), c,
+                       int(min(c, 200) * 0.9) if c <= 200 else 180, "2025-11-01 00:00:00")
+                      for i, (e, k, s, c) in enumerate(sessions, start=1)])
+    conn.executemany("INSERT OR IGNORE INTO event_signups (session_id, event_id, member_id, guests, party, status,"
+                     " live_event, priority, code, created_at, checked_in_at) VALUES (?, ?, ?, 0, 1, ?, ?, 0, ?, ?, ?)",
+                     signups)
+    conn.commit()
+    conn.execute("ANALYZE")
+    conn.close()
+    print(f"added {len(sessions)} event sessions and {len(signups):,} sign-ups in {time.monotonic() - started:.0f} s",
+          flush=True)
+
+
 def measure(path: str) -> dict:
     """Each panel, as the dashboard builds it, for everyone and for one manager (run in a fresh process)."""
     from bot.admin import last_months_start
@@ -157,12 +202,13 @@ def measure(path: str) -> dict:
     rules = load_rules(DEFAULT_RULES_PATH)
     db = Database(f"sqlite:///{path}")
     first = last_months_start(TODAY, rules.dashboard.default_months)
+    now = rules.local_midnight(TODAY) + timedelta(hours=12)
     results = {}
     for who, scope in (("everyone", Scope()), ("manager M1", Scope("M1"))):
         for name, panel in PANELS.items():
             with db.read() as session:
                 started = time.perf_counter()
-                panel(Request(session, rules, first, TODAY, TODAY, scope))
+                panel(Request(session, rules, first, TODAY, TODAY, scope, now))
                 results[f"{name} ({who})"] = time.perf_counter() - started
     return results
 
@@ -184,7 +230,7 @@ def main() -> None:
     with sqlite3.connect(path) as conn:
         counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
                   for t in ("members", "ledger", "purchases", "member_changes", "push_outbox",
-                            "gift_redemptions", "tickets")}
+                            "gift_redemptions", "tickets", "event_signups")}
     print(f"\n{', '.join(f'{n:,} {t}' for t, n in counts.items())}; SQLite, {os.cpu_count()} cores, "
           f"the last 12 months to {TODAY} (measured {datetime.now(timezone.utc):%Y-%m-%d})\n")
     print(f"{'panel':32} {'seconds':>8}  aim < 2 s")

@@ -25,8 +25,10 @@ LABEL_KEYS = frozenset({
     "c_opened", "c_resolved", "c_within_sla", "c_median_first_response_hours", "c_median_resolution_hours",
     "c_average_rating", "c_ratings", "c_repeated_members", "rating", "card_no", "member_name", "tickets", "flagged",
     "last_opened", "tickets_unit", "hours_unit",
+    "event", "e_session", "e_sessions", "e_starts", "capacity", "seats_taken", "fill_rate", "bookings", "waitlisted",
+    "attended", "attended_people", "no_shows", "no_show_rate", "cost", "budget", "budget_used", "events_note",
     # empty states
-    "empty_range", "empty_members", "empty_gifts", "not_yet",
+    "empty_range", "empty_members", "empty_gifts", "empty_events",
 })
 
 

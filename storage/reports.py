@@ -14,8 +14,9 @@ Conventions (the README's "Dashboard" section gives each number's formula):
 - a gift redemption counts in the month its code was issued (``created_at``), whatever became of it;
 - complaints are counted by storage/complaints.py's own ``summarise`` (the rules of ``complaints
   report``), over the range's tickets read once as a few columns, then put in their months;
-- the events panel has no tables on this branch: ``events_report`` and ``event_participation``
-  answer ``NOT_YET`` until that capability lands and gets its query.
+- events are counted by storage/events.py's own ``event_figures`` (the rules of ``events report``),
+  one query per event of config.yaml shown;
+- event participation is a member checked in at an event (``checked_in_at``), in the quarter of the check-in.
 """
 from __future__ import annotations
 
@@ -29,8 +30,11 @@ from sqlalchemy import ColumnElement, Select, and_, case, func, literal, literal
 from sqlalchemy.orm import Session
 
 from rules import Rules
-from storage import complaints, gifts
-from storage.models import GiftRedemption, LedgerEntry, Member, MemberChange, OutboxMessage, Purchase, Ticket
+from rules.events import Event, EventSession
+from storage import complaints, events, gifts
+from storage.models import (
+    EventSignup, GiftRedemption, LedgerEntry, Member, MemberChange, OutboxMessage, Purchase, Ticket,
+)
 
 YEAR_DAYS = 365  # "no repeat purchase within a year" (seed 000: 流失)
 
@@ -57,16 +61,6 @@ class Scope:
 
 
 EVERYONE = Scope()
-
-
-class NotYet:
-    """A panel whose capability has no tables yet; the dashboard says so instead of a chart."""
-
-    def __bool__(self) -> bool:
-        return False
-
-
-NOT_YET = NotYet()
 
 
 # --------------------------------------------------------------------------- months and quarters
@@ -198,14 +192,14 @@ class Retention:
 
     @property
     def retention_rate(self) -> Decimal | None:
-        return _share(self.retained, self.members_at_start)
+        return share(self.retained, self.members_at_start)
 
     @property
     def churn_rate(self) -> Decimal | None:
-        return _share(self.churned, self.members_at_start)
+        return share(self.churned, self.members_at_start)
 
 
-def _share(part: int, whole: int) -> Decimal | None:
+def share(part: int, whole: int) -> Decimal | None:
     return (Decimal(part * 100) / whole).quantize(Decimal("0.1")) if whole else None
 
 
@@ -261,7 +255,7 @@ class Loyalty:
     repeat_purchases: int  # purchases by a member who had bought before
     repeat_amount: Decimal  # what those purchases kept (amount less refunds)
     repeat_buyers: int  # members with at least one repeat purchase in the quarter
-    event_participation: int | None  # None until the events capability lands
+    event_participation: int  # members checked in at an event in the quarter
 
 
 def loyalty(session: Session, rules: Rules, quarters: Sequence[Span], scope: Scope = EVERYONE) -> list[Loyalty]:
@@ -281,20 +275,28 @@ def loyalty(session: Session, rules: Rules, quarters: Sequence[Span], scope: Sco
         .group_by(quarter, Member.tier)
     )
     found = {(q, t): (n, amount, buyers) for q, t, n, amount, buyers in rows}
-    events = event_participation(session, rules, quarters, scope)
+    attended = event_participation(session, rules, quarters, scope)
     out = []
     for span in quarters:
         for tier in reversed(rules.tiers):
             n, amount, buyers = found.get((span.label, tier.id), (0, 0, 0))
-            joined = None if events is NOT_YET else events.get((span.label, tier.id), 0)
+            joined = attended.get((span.label, tier.id), 0)
             out.append(Loyalty(span.label, tier.id, n, Decimal(amount or 0).quantize(Decimal("0.01")), buyers, joined))
     return out
 
 
 def event_participation(session: Session, rules: Rules, quarters: Sequence[Span],
-                        scope: Scope = EVERYONE) -> dict[tuple[str, str], int] | NotYet:
-    """Members who attended an event, per (quarter label, tier). The events capability plugs its query in here."""
-    return NOT_YET
+                        scope: Scope = EVERYONE) -> dict[tuple[str, str], int]:
+    """Members checked in at an event, per (quarter label, tier today)."""
+    if not quarters:
+        return {}
+    quarter = _bucket(EventSignup.checked_in_at, quarters)
+    rows = session.execute(
+        select(quarter, Member.tier, func.count(EventSignup.member_id.distinct()))
+        .join(Member, Member.id == EventSignup.member_id)
+        .where(_within(EventSignup.checked_in_at, quarters), scope.members())
+        .group_by(quarter, Member.tier))
+    return {(label, tier): int(n) for label, tier, n in rows}
 
 
 # --------------------------------------------------------------------------- points
@@ -595,12 +597,28 @@ def repeated_complainers(session: Session, months: Sequence[Span], scope: Scope 
     return sorted(out, key=lambda c: (-c.tickets, -c.flagged, c.card_no))
 
 
-# --------------------------------------------------------------------------- capabilities still to come
+# --------------------------------------------------------------------------- events
 
 
-def events_report(session: Session, rules: Rules, months: Sequence[Span], scope: Scope = EVERYONE):
-    """Fill rate, waitlist, no-shows, cost against budget per event. The events capability plugs in here."""
-    return NOT_YET
+@dataclass(frozen=True)
+class EventLine:
+    event: Event
+    session: EventSession
+    figures: events.SessionFigures
 
 
-
+def event_sessions(session: Session, rules: Rules, first: date, last: date, now: datetime,
+                   scope: Scope = EVERYONE) -> list[EventLine]:
+    """The sessions of config.yaml's events that start in the range (local dates), and those not ended yet
+    of events open for sign-up: each with ``events report``'s figures (storage/events.py ``event_figures``)."""
+    members = _scoped_members(scope)
+    out = []
+    for event in rules.events.catalogue:
+        opened = rules.local_instant(event.signup_opens) <= now
+        chosen = [es for es in event.sessions
+                  if first <= es.starts.date() <= last or (opened and now < rules.local_instant(es.ends))]
+        if not chosen:
+            continue
+        figures = {f.session_key: f for f in events.event_figures(session, rules, event, now, members)}
+        out.extend(EventLine(event, es, figures[es.id]) for es in chosen)
+    return out

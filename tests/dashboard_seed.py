@@ -18,7 +18,8 @@ from rules import Rules
 from storage.logins import set_password
 from storage.members import add_staff
 from storage.models import (
-    GiftRedemption, GiftStock, LedgerEntry, Member, MemberChange, OutboxMessage, Purchase, Ticket,
+    EventSessionRow, EventSignup, GiftRedemption, GiftStock, LedgerEntry, Member, MemberChange, OutboxMessage,
+    Purchase, Ticket,
 )
 from tests.factories import make_member
 
@@ -29,6 +30,31 @@ FIRST = date(2025, 12, 1)  # the default range: the last 12 months
 PASSWORD = "correct horse"
 SEGMENTS = ["upgrade", "stable", "retention", "lapsed", None]
 ACTIVITIES = ["active", "swinging", "trending", "churned", None]
+
+
+PAST_EVENTS = [  # held before the tests' today, so their no-shows and costs are final
+    {"id": "summer-dinner", "title": "夏日答谢晚宴", "form": "聚餐", "region": "上海", "tiers": ["B", "A"],
+     "signup_opens": "2026-06-01T10:00:00", "signup_closes": "2026-07-03T18:00:00", "cancel_until": "2026-07-03T18:00:00",
+     "guests_allowed": 1, "budget_per_head": "500",
+     "sessions": [{"id": "1", "starts": "2026-07-05T18:00:00", "ends": "2026-07-05T21:00:00", "place": "外滩",
+                   "capacity": 12}]},
+    {"id": "autumn-salon", "title": "秋季鉴赏沙龙", "form": "沙龙", "store": "南京西路旗舰店", "tiers": ["D", "C", "B", "A"],
+     "signup_opens": "2026-08-01T10:00:00", "signup_closes": "2026-09-10T18:00:00", "cancel_until": "2026-09-10T18:00:00",
+     "guests_allowed": 1, "budget_per_head": "200",
+     "sessions": [{"id": "1", "starts": "2026-09-12T14:00:00", "ends": "2026-09-12T16:00:00", "place": "三楼", "capacity": 10},
+                  {"id": "2", "starts": "2026-09-13T14:00:00", "ends": "2026-09-13T16:00:00", "place": "三楼", "capacity": 10}]},
+    {"id": "old-talk", "title": "往年讲座", "form": "讲座", "store": "淮海中路店", "tiers": ["D", "C", "B", "A"],
+     "signup_opens": "2025-05-01T10:00:00", "signup_closes": "2025-06-01T18:00:00", "cancel_until": "2025-06-01T18:00:00",
+     "budget_per_head": "50",
+     "sessions": [{"id": "1", "starts": "2025-06-03T14:00:00", "ends": "2025-06-03T16:00:00", "place": "二楼", "capacity": 8}]},
+]
+
+
+def with_past_events(rules: Rules) -> Rules:
+    """config.yaml's rules with three past events (one before the default range) ahead of its own."""
+    data = rules.model_dump(mode="json")
+    data["events"]["catalogue"] = PAST_EVENTS + data["events"]["catalogue"]
+    return Rules.model_validate(data)
 
 
 def local(day: date, hour: int = 10) -> datetime:
@@ -96,6 +122,7 @@ def seed(session: Session, rules: Rules, members: int = 60) -> None:
         _seed_gifts(session, rules, rng, member)
         _seed_tickets(session, rules, rng, member)
     _seed_stock(session, rules, rng)
+    _seed_events(session, rules, rng)
     session.flush()
 
 
@@ -136,6 +163,43 @@ def _seed_tickets(session: Session, rules: Rules, rng: random.Random, member: Me
             description="seeded", opened_at=opened, first_response_at=answered, resolved_at=resolved,
             resolution_due_at=due, repeated=rng.random() < 0.25,
             rating=rng.choice([None, 1, 2, 3, 4, 5, 5]) if resolved else None))
+
+
+def _seed_events(session: Session, rules: Rules, rng: random.Random) -> None:
+    """Sign-ups for the events of ``rules`` whose sign-up opened by NOW: booked (checked in or not), waitlisted
+    and ended ones, within each session's capacity."""
+    session.flush()
+    member_ids = list(session.scalars(select(Member.id).order_by(Member.id)))
+    code = 0
+    for event in rules.events.catalogue:
+        if rules.local_instant(event.signup_opens) > NOW:
+            continue
+        people = rng.sample(member_ids, min(len(member_ids), 10 * len(event.sessions) + 5))
+        for es in event.sessions:
+            row = EventSessionRow(event_id=event.id, session_key=es.id, title=event.title,
+                                  starts_at=rules.local_instant(es.starts), ends_at=rules.local_instant(es.ends),
+                                  place=es.place, capacity=es.capacity, seats_taken=0)
+            session.add(row)
+            session.flush()
+            ended = rules.local_instant(es.ends) <= NOW
+            for _ in range(rng.randrange(4, 11)):
+                member_id, code = people.pop(), code + 1
+                guests = rng.randrange(event.guests_allowed + 1)
+                status = rng.choice(["booked", "booked", "booked", "waitlisted", "cancelled", "withdrawn"])
+                if status == "booked" and row.seats_taken + guests + 1 > es.capacity:
+                    status = "waitlisted"
+                if status == "waitlisted" and ended:
+                    status = "expired"
+                live = status in ("booked", "waitlisted")
+                checked = status == "booked" and ended and rng.random() < 0.7
+                session.add(EventSignup(
+                    session_id=row.id, event_id=event.id, member_id=member_id, guests=guests, party=guests + 1,
+                    status=status, live_event=event.id if live else None, code=f"E{code:05d}",
+                    created_at=rules.local_instant(event.signup_opens),
+                    checked_in_at=rules.local_instant(es.starts) + timedelta(minutes=rng.randrange(-20, 40))
+                    if checked else None))
+                if status == "booked":
+                    row.seats_taken += guests + 1
 
 
 def _seed_stock(session: Session, rules: Rules, rng: random.Random) -> None:
@@ -181,6 +245,7 @@ def expected(session: Session, rules: Rules, first: date = FIRST, last: date = T
     pushes = [p for p in session.scalars(select(OutboxMessage)) if p.member_id in ids]
     redemptions = [r for r in session.scalars(select(GiftRedemption)) if r.member_id in ids]
     tickets = [t for t in session.scalars(select(Ticket)) if t.member_id in ids]
+    signups = [x for x in session.scalars(select(EventSignup)) if x.member_id in ids]
     tiers = [t.id for t in reversed(rules.tiers)]
     rank = {t.id: i for i, t in enumerate(rules.tiers)}
     d = rules.dashboard
@@ -237,9 +302,13 @@ def expected(session: Session, rules: Rules, first: date = FIRST, last: date = T
             cell[0] += 1
             cell[1] += p.amount - p.refunded_amount
             cell[2].add(p.member_id)
+    attended: dict[tuple[str, str], set] = defaultdict(set)
+    for x in signups:
+        if x.checked_in_at and _in_range(x.checked_in_at, first, last):
+            attended[(_quarter(x.checked_in_at), tier_of[x.member_id])].add(x.member_id)
     tables["loyalty"]["by_quarter"] = [
-        (q, name(t), found[(q, t)][0], found[(q, t)][1].quantize(Decimal("0.01")), len(found[(q, t)][2]), "—")
-        for q in quarters for t in tiers]
+        (q, name(t), found[(q, t)][0], found[(q, t)][1].quantize(Decimal("0.01")), len(found[(q, t)][2]),
+         len(attended[(q, t)])) for q in quarters for t in tiers]
 
     # points
     sums = Counter()
@@ -340,6 +409,38 @@ def expected(session: Session, rules: Rules, first: date = FIRST, last: date = T
             people.append((m.card_no, m.name, name(m.tier), len(mine), sum(t.repeated for t in mine),
                            f"{max(t.opened_at for t in mine).astimezone(ZONE):%Y-%m-%d %H:%M}"))
     tables["complaints"]["repeated"] = sorted(people, key=lambda p: (-p[3], -p[4], p[0]))
+
+    # events: sessions starting in the range, and those not ended of events open for sign-up
+    rows, per_event = [], {}
+    session_rows = {(r.event_id, r.session_key): r for r in session.scalars(select(EventSessionRow))}
+    for event in rules.events.catalogue:
+        for es in event.sessions:
+            starts, ends = es.starts.replace(tzinfo=ZONE), es.ends.replace(tzinfo=ZONE)
+            if not (first <= starts.date() <= last or event.signup_opens.replace(tzinfo=ZONE) <= NOW < ends):
+                continue
+            row = session_rows.get((event.id, es.id))
+            mine = [x for x in signups if row is not None and x.session_id == row.id]
+            ended = ends <= NOW
+            booked = [x for x in mine if x.status == "booked"]
+            seats = row.seats_taken if row else 0
+            people_in = sum(x.party for x in booked if x.checked_in_at)
+            missed = sum(not x.checked_in_at for x in booked) if ended else 0
+            price = event.budget_per_head
+            rows.append((f"{event.id} {event.title}", es.id, f"{es.starts:%Y-%m-%d %H:%M}", es.capacity, seats,
+                         _pct(seats, es.capacity), len(booked), sum(x.status == "waitlisted" for x in mine),
+                         sum(bool(x.checked_in_at) for x in booked), people_in, missed if ended else "—",
+                         _pct(missed, len(booked)) if ended else "—", (price * people_in).quantize(Decimal("0.01")),
+                         (price * es.capacity).quantize(Decimal("0.01")),
+                         _pct(people_in, es.capacity) if price else "—"))
+            cell = per_event.setdefault(f"{event.id} {event.title}", [0, 0, 0, 0, 0, 0, Decimal(0), Decimal(0)])
+            for i, v in enumerate((1, es.capacity, seats, sum(x.status == "waitlisted" for x in mine), people_in,
+                                   missed, price * people_in, price * es.capacity)):
+                cell[i] += v
+    tables["events"]["by_session"] = rows
+    tables["events"]["by_event"] = [
+        (n, c[0], c[1], c[2], _pct(c[2], c[1]), c[3], c[4], c[5], c[6].quantize(Decimal("0.01")),
+         c[7].quantize(Decimal("0.01")), "—" if not c[7] else
+         f"{(c[6] * 100 / c[7]).quantize(Decimal('0.1'))}%") for n, c in per_event.items()]
     return tables
 
 

@@ -43,7 +43,7 @@ def render(kind: str, title: str, x_title: str, y_title: str, x_labels: Sequence
         width=860, height=height, explicit_size=False, title=title, x_title=x_title, y_title=y_title,
         legend_at_bottom=True, legend_at_bottom_columns=min(len(series), legend_columns) or 1,
         show_minor_y_labels=False,
-        print_values=False, no_data_text=empty, truncate_legend=-1, x_label_rotation=0 if len(x_labels) <= 12 else 30,
+        print_values=False, no_data_text=empty, truncate_legend=-1, truncate_label=-1 if len(x_labels) <= 8 else None, x_label_rotation=0 if len(x_labels) <= 12 else 30,
         value_formatter=(lambda v: f"{v:.1f}%") if percent else (lambda v: f"{v:,.0f}"),
         range=(0, 100) if percent else None, include_x_axis=True,
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from markupsafe import Markup
@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from bot.admin.charts import OTHER_COLOURS, item_colours, render
 from rules import Rules
 from storage import reports
-from storage.reports import NOT_YET, Scope
+from storage.reports import Scope
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class Request:
     last: date  # its last day
     today: date
     scope: Scope
+    now: datetime | None = None  # the clock's instant (whether a session has ended); None: the end of today
 
     def label(self, key: str, **values: object) -> str:
         return self.rules.dashboard.labels[key].format(**values)
@@ -52,7 +53,6 @@ class PanelView:
     title: str
     tables: list[Table] = field(default_factory=list)
     charts: list[Markup] = field(default_factory=list)
-    not_yet: str | None = None  # the capability has no data yet: this says so instead of charts
     notes: list[str] = field(default_factory=list)
 
     def table(self, key: str) -> Table | None:
@@ -150,9 +150,7 @@ def loyalty_panel(req: Request) -> PanelView:
                               req.label("repeat_amount"), req.label("repeat_buyers"),
                               req.label("event_participation")],
                              [(r.quarter, req.tier_name(r.tier), r.repeat_purchases, r.repeat_amount, r.repeat_buyers,
-                               "—" if r.event_participation is None else r.event_participation) for r in rows]))
-    if rows and rows[0].event_participation is None:
-        view.notes.append(f"{req.label('event_participation')}：{req.label('not_yet')}")
+                               r.event_participation) for r in rows]))
     tiers = _tiers_high_first(req.rules)
     labels = [q.label for q in quarters]
     empty = "" if any(r.repeat_purchases for r in rows) else req.label("empty_range")
@@ -164,6 +162,9 @@ def loyalty_panel(req: Request) -> PanelView:
                               "复购次数（次）", labels, series("repeat_purchases"), req.tier_colours(tiers), empty))
     view.charts.append(render("bar", f"{req.label('repeat_amount')}（按季度）", req.label("quarter"),
                               req.label("amount_unit"), labels, series("repeat_amount"), req.tier_colours(tiers), empty))
+    view.charts.append(render("bar", f"{req.label('event_participation')}（按季度）", req.label("quarter"),
+                              req.label("members_unit"), labels, series("event_participation"),
+                              req.tier_colours(tiers), req.label("empty_range")))
     return view
 
 
@@ -351,25 +352,64 @@ def _none(value: object) -> object:
     return "—" if value is None else value
 
 
-# --------------------------------------------------------------------------- capabilities still to come
+# --------------------------------------------------------------------------- events
 
 
-def _not_yet(title_key: str, report: Callable) -> Callable[[Request], PanelView]:
-    """A panel for a capability whose tables are not in the database yet: it says so.
+def events_panel(req: Request) -> PanelView:
+    view = PanelView(req.label("panel_events"))
+    now = req.now or req.rules.local_midnight(req.today + timedelta(days=1))
+    lines = reports.event_sessions(req.session, req.rules, req.first, req.last, now, req.scope)
+    rows = []
+    for line in lines:
+        f, price = line.figures, line.event.budget_per_head
+        rows.append((f"{line.event.id} {line.event.title}", line.session.id, f"{line.session.starts:%Y-%m-%d %H:%M}",
+                     f.capacity, f.seats_taken, _pct(reports.share(f.seats_taken, f.capacity)), f.bookings,
+                     f.waitlisted, f.attended, f.attended_seats,
+                     f.no_shows if f.ended else "—",
+                     _pct(None if f.no_show_rate is None else reports.share(f.no_shows, f.bookings)),
+                     _money(price * f.attended_seats), _money(price * f.capacity),
+                     _pct(reports.share(price * f.attended_seats, price * f.capacity))))
+    view.tables.append(Table("by_session", f"{req.label('panel_events')}（{req.label('e_session')}）",
+                             [req.label(k) for k in ("event", "e_session", "e_starts", "capacity", "seats_taken",
+                                                     "fill_rate", "bookings", "waitlisted", "attended",
+                                                     "attended_people", "no_shows", "no_show_rate", "cost",
+                                                     "budget", "budget_used")], rows))
+    by_event: dict[str, dict] = {}
+    for line in lines:
+        f, price = line.figures, line.event.budget_per_head
+        cell = by_event.setdefault(f"{line.event.id} {line.event.title}", dict.fromkeys(
+            ("sessions", "capacity", "seats_taken", "waitlisted", "attended_seats", "no_shows", "cost", "budget"), 0))
+        for key, value in (("sessions", 1), ("capacity", f.capacity), ("seats_taken", f.seats_taken),
+                           ("waitlisted", f.waitlisted), ("attended_seats", f.attended_seats),
+                           ("no_shows", f.no_shows), ("cost", price * f.attended_seats),
+                           ("budget", price * f.capacity)):
+            cell[key] += value
+    view.tables.append(Table("by_event", req.label("panel_events"),
+                             [req.label(k) for k in ("event", "e_sessions", "capacity", "seats_taken", "fill_rate",
+                                                     "waitlisted", "attended_people", "no_shows", "cost", "budget",
+                                                     "budget_used")],
+                             [(name, c["sessions"], c["capacity"], c["seats_taken"],
+                               _pct(reports.share(c["seats_taken"], c["capacity"])), c["waitlisted"],
+                               c["attended_seats"], c["no_shows"], _money(c["cost"]), _money(c["budget"]),
+                               _pct(reports.share(c["cost"], c["budget"]))) for name, c in by_event.items()]))
+    empty = "" if lines else req.label("empty_events")
+    view.charts.append(render("bar", f"{req.label('fill_rate')}（{req.label('e_session')}）", req.label("e_session"),
+                              req.label("percent_unit"), [f"{l.event.id}/{l.session.id}" for l in lines],
+                              [(req.label("fill_rate"), [reports.share(l.figures.seats_taken, l.figures.capacity)
+                                                         for l in lines])],
+                              OTHER_COLOURS[:1], empty, percent=True))
+    view.charts.append(render("bar", f"{req.label('cost')}与{req.label('budget')}", req.label("event"),
+                              req.label("amount_unit"), [name.split(" ")[0] for name in by_event],
+                              [(req.label("cost"), [c["cost"] for c in by_event.values()]),
+                               (req.label("budget"), [c["budget"] for c in by_event.values()])],
+                              OTHER_COLOURS[2:4], empty))
+    if req.scope.manager_id:
+        view.notes.append(req.label("events_note"))
+    return view
 
-    When the capability lands, its query goes into ``report`` (storage/reports.py) and this
-    panel into a function like ``points_panel`` building the tables and charts from its rows.
-    """
 
-    def panel(req: Request) -> PanelView:
-        months = reports.month_spans(req.rules, req.first, req.last)
-        found = report(req.session, req.rules, months, req.scope)
-        view = PanelView(req.label(title_key))
-        if found is NOT_YET:
-            view.not_yet = req.label("not_yet")
-        return view
-
-    return panel
+def _money(amount: Decimal) -> Decimal:
+    return Decimal(amount).quantize(Decimal("0.01"))
 
 
 PANELS: dict[str, Callable[[Request], PanelView]] = {
@@ -379,6 +419,6 @@ PANELS: dict[str, Callable[[Request], PanelView]] = {
     "points": points_panel,
     "pushes": pushes_panel,
     "gifts": gifts_panel,
-    "events": _not_yet("panel_events", reports.events_report),
+    "events": events_panel,
     "complaints": complaints_panel,
 }
