@@ -20,8 +20,15 @@ LABEL_KEYS = frozenset({
     "earned", "redeemed", "expired", "reversed", "adjusted", "returned",
     "outstanding", "expiring", "points_unit", "members_unit", "percent_unit", "amount_unit", "pushes_unit",
     "planned", "sent", "delivered", "sent_unconfirmed", "failed", "skipped", "in_doubt", "waiting",
+    "gift", "redeemed_codes", "handed_over", "open_codes", "cancelled", "gift_points", "stock", "reserved",
+    "available", "handed_over_total", "to_collect", "to_mail", "overdue", "gifts_unit", "withdrawn", "stock_note",
+    "c_opened", "c_resolved", "c_within_sla", "c_median_first_response_hours", "c_median_resolution_hours",
+    "c_average_rating", "c_ratings", "c_repeated_members", "rating", "card_no", "member_name", "tickets", "flagged",
+    "last_opened", "tickets_unit", "hours_unit",
+    "event", "e_session", "e_sessions", "e_starts", "capacity", "seats_taken", "fill_rate", "bookings", "waitlisted",
+    "attended", "attended_people", "no_shows", "no_show_rate", "cost", "budget", "budget_used", "events_note",
     # empty states
-    "empty_range", "empty_members", "not_yet",
+    "empty_range", "empty_members", "empty_gifts", "empty_events",
 })
 
 

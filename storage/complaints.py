@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -648,8 +648,33 @@ def _median_hours(spans: list[timedelta]) -> float | None:
     return round(statistics.median(s.total_seconds() for s in spans) / 3600, 2) if spans else None
 
 
-def _summary(opened: list[Ticket], resolved: list[Ticket]) -> dict[str, Any]:
-    within = [t for t in resolved if t.resolution_due_at is not None and t.resolved_at <= t.resolution_due_at]
+# The columns a summary reads: the report loads these, not whole tickets (descriptions stay on disk).
+SUMMARY_COLUMNS = (Ticket.id, Ticket.member_id, Ticket.priority, Ticket.category, Ticket.opened_at,
+                   Ticket.first_response_at, Ticket.resolved_at, Ticket.resolution_due_at, Ticket.rating,
+                   Ticket.repeated)
+
+
+def tickets_between(session: Session, start: datetime, end: datetime, members: Select | None = None) -> tuple[list, list]:
+    """Tickets opened in [start, end) and tickets resolved in it (of ``members`` only, a select of member ids, if
+    given), as rows of ``SUMMARY_COLUMNS``."""
+
+    def rows(column) -> list:
+        query = select(*SUMMARY_COLUMNS).where(column >= start, column < end)
+        if members is not None:
+            query = query.where(Ticket.member_id.in_(members))
+        return list(session.execute(query))
+
+    return rows(Ticket.opened_at), rows(Ticket.resolved_at)
+
+
+def within_sla(ticket) -> bool:
+    """A resolved ticket met its promise: resolved by its (last period's) resolution due time."""
+    return ticket.resolution_due_at is not None and ticket.resolved_at <= ticket.resolution_due_at
+
+
+def summarise(opened: list, resolved: list) -> dict[str, Any]:
+    """The report's figures over tickets opened and tickets resolved in one period (rows or tickets)."""
+    within = [t for t in resolved if within_sla(t)]
     ratings = [t.rating for t in resolved if t.rating is not None]
     return {
         "opened": len(opened),
@@ -667,14 +692,12 @@ def report(session: Session, rules: Rules, month: str) -> dict[str, Any]:
     """Opened and resolved in ``month`` (local), the share resolved within the SLA, median first
     response and resolution hours, the average rating: overall, by priority and by category."""
     start, end = month_bounds(rules, month)
-    opened = list(session.scalars(select(Ticket).where(Ticket.opened_at >= start, Ticket.opened_at < end)))
-    resolved = list(session.scalars(select(Ticket).where(Ticket.resolved_at >= start, Ticket.resolved_at < end)))
+    opened, resolved = tickets_between(session, start, end)
 
     def grouped(key: str) -> dict[str, Any]:
         values = sorted({getattr(t, key) for t in opened + resolved})
-        return {v: _summary([t for t in opened if getattr(t, key) == v], [t for t in resolved if getattr(t, key) == v])
+        return {v: summarise([t for t in opened if getattr(t, key) == v], [t for t in resolved if getattr(t, key) == v])
                 for v in values}
 
-    return {"month": month, **_summary(opened, resolved), "by_priority": grouped("priority"),
+    return {"month": month, **summarise(opened, resolved), "by_priority": grouped("priority"),
             "by_category": grouped("category")}
-

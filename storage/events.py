@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import String as SqlString
-from sqlalchemy import and_, case, cast, func, literal, or_, select, update
+from sqlalchemy import Select, and_, case, cast, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -441,14 +441,22 @@ class SessionFigures:
         return self.no_shows / self.bookings if self.ended and self.bookings else None
 
 
-def event_figures(session: Session, rules: Rules, event: Event, now: datetime) -> list[SessionFigures]:
-    """Per session of the event (as in config.yaml): seats, bookings, waitlist, attendance, no-shows."""
+def event_figures(session: Session, rules: Rules, event: Event, now: datetime,
+                  members: Select | None = None) -> list[SessionFigures]:
+    """Per session of the event (as in config.yaml): seats, bookings, waitlist, attendance, no-shows.
+
+    With ``members`` (a select of member ids: a manager's key accounts) only their sign-ups count;
+    the seats taken stay the session's.
+    """
+    joined = EventSignup.session_id == EventSessionRow.id
+    if members is not None:
+        joined = and_(joined, EventSignup.member_id.in_(members))
     figures = {es.id: SessionFigures(es.id, es.capacity, started=rules.local_instant(es.starts) <= now,
                                      ended=rules.local_instant(es.ends) <= now) for es in event.sessions}
     rows = session.execute(
         select(EventSessionRow.session_key, EventSessionRow.seats_taken, EventSignup.status, EventSignup.party,
                EventSignup.checked_in_at.is_not(None))
-        .join(EventSignup, EventSignup.session_id == EventSessionRow.id, isouter=True)
+        .join(EventSignup, joined, isouter=True)
         .where(EventSessionRow.event_id == event.id)
     ).all()
     for key, taken, status, party, attended in rows:

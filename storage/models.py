@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -117,6 +118,9 @@ class Member(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
+OPEN_LOT_SQL = "kind = 'earn' AND remaining > 0"  # the partial index's condition; queries repeat it verbatim
+
+
 class LedgerEntry(Base):
     """One change to a member's points. Append-only: amounts are never edited.
 
@@ -134,6 +138,10 @@ class LedgerEntry(Base):
         Index("ix_ledger_member_id_expires_on", "member_id", "expires_on"),
         Index("ix_ledger_expires_on", "expires_on"),
         Index("ix_ledger_occurred_at", "occurred_at", "kind", "amount"),  # the dashboard's points by month
+        # Earn lots with points left, by their last day: the dashboard's "expires in the next 90 days"
+        # reads only these (a fraction of the ledger), never the table's rows.
+        Index("ix_ledger_open_lots", "expires_on", "member_id", "remaining",
+              sqlite_where=text(OPEN_LOT_SQL), postgresql_where=text(OPEN_LOT_SQL)),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

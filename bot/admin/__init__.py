@@ -152,7 +152,7 @@ def _build(name: str):
     first, last = _range(state)
     scope = _scope(g.staff)
     with state.db.read() as session:
-        view = PANELS[name](Request(session, state.rules, first, last, state.today(), scope))
+        view = PANELS[name](Request(session, state.rules, first, last, state.today(), scope, state.now()))
     return view, first, last, scope
 
 
