@@ -48,6 +48,22 @@ class MessageTexts(Frozen):
         return render_text(getattr(self, message_name), values)
 
 
+def unique_ids(items: list, what: str) -> list:
+    """``items`` (each with an ``id``) unchanged, or ValueError naming ids given twice (case does not count:
+    members type them)."""
+    ids = [item.id.casefold() for item in items]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise ValueError(f"{what} ids must be unique (case does not count): {', '.join(twice)}")
+    return items
+
+
+def by_id(items: list, wanted: str):
+    """The item whose id is ``wanted`` as a member typed it (case and spaces do not count), or None."""
+    folded = wanted.strip().casefold()
+    return next((item for item in items if item.id.casefold() == folded), None)
+
+
 def parse_clock(text: str) -> dtime:
     """'09:30' -> time(9, 30); '09:30:15' keeps the seconds."""
     try:

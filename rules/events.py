@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from rules.base import Frozen, MessageTexts
+from rules.base import Frozen, MessageTexts, by_id, unique_ids
 
 EVENT_ID = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
 SEGMENTS = ("upgrade", "stable", "retention", "lapsed")
@@ -103,16 +103,11 @@ class EventRules(Frozen):
     @field_validator("catalogue")
     @classmethod
     def _unique_ids(cls, events: list[Event]) -> list[Event]:
-        ids = [e.id.lower() for e in events]
-        repeated = sorted({i for i in ids if ids.count(i) > 1})
-        if repeated:
-            raise ValueError(f"event ids must be unique (ignoring case): {', '.join(repeated)}")
-        return events
+        return unique_ids(events, "event")
 
     def event(self, event_id: str) -> Event | None:
         """The event with this id, as members type it (case does not matter)."""
-        wanted = event_id.strip().lower()
-        return next((e for e in self.catalogue if e.id.lower() == wanted), None)
+        return by_id(self.catalogue, event_id)
 
     def push_messages(self) -> list[str]:
         return list(self.pushes.model_dump().values())

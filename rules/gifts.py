@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from rules.base import Frozen, MessageTexts
+from rules.base import Frozen, MessageTexts, by_id, unique_ids
 
 GIFT_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
@@ -91,16 +91,11 @@ class GiftRules(Frozen):
     @field_validator("catalogue")
     @classmethod
     def _unique_ids(cls, gifts: list[Gift]) -> list[Gift]:
-        ids = [g.id.casefold() for g in gifts]
-        twice = sorted({i for i in ids if ids.count(i) > 1})
-        if twice:
-            raise ValueError(f"gift ids must be unique (case does not count): {', '.join(twice)}")
-        return gifts
+        return unique_ids(gifts, "gift")
 
     def gift(self, gift_id: str) -> Gift | None:
         """The gift with this id (case does not count), or None."""
-        folded = gift_id.strip().casefold()
-        return next((g for g in self.catalogue if g.id.casefold() == folded), None)
+        return by_id(self.catalogue, gift_id)
 
     def push_messages(self) -> list[str]:
         return [self.mail_alert_message, self.entitlement_message, self.entitlement_alert_message]
