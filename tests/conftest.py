@@ -256,6 +256,16 @@ class WeChat:
 
 
 @pytest.fixture
+def points_stay_consistent(state):
+    """`points check` passes after the test: every balance equals its ledger (use with usefixtures)."""
+    yield
+    from storage import ledger
+
+    with state.db.read() as session:
+        assert ledger.check_balances(session) == []
+
+
+@pytest.fixture
 def wechat(app, clock) -> WeChat:
     return WeChat(app.test_client(), clock)
 

@@ -9,13 +9,15 @@ import pytest
 from sqlalchemy import func, select
 
 from scheduler.delivery import drain
-from storage import gifts, ledger, purchases
+from storage import gifts, purchases
 from storage.members import add_staff
 from storage.models import GiftRedemption, GiftRedemptionEvent, GiftStock, LedgerEntry, Member, OutboxMessage
 from tests.factories import GIFT_RULES, make_entitlement, make_member, make_points, make_stock, text_xml
 
 NOON = datetime(2026, 11, 23, 4, 0, tzinfo=timezone.utc).timestamp()  # 23 Nov 12:00 in Shanghai
 CODE = re.compile(r"兑换码：([2-9A-HJ-NP-Z]{8})")
+
+pytestmark = pytest.mark.usefixtures("points_stay_consistent")  # `points check` after every test
 
 
 @pytest.fixture
@@ -31,14 +33,6 @@ def rules(rules_with):
 @pytest.fixture(autouse=True)
 def noon(clock):
     clock.now = NOON
-
-
-@pytest.fixture(autouse=True)
-def points_check(state):
-    """`points check` passes after every test here."""
-    yield
-    with state.db.read() as session:
-        assert ledger.check_balances(session) == []
 
 
 def member_with(state, openid: str, points: int = 0, tier: str = "D", **fields) -> Member:

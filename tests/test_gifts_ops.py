@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from rules import ConfigError, DEFAULT_RULES_PATH, parse_rules
 from scheduler import jobs
-from storage import gifts, ledger, purchases
+from storage import gifts, purchases
 from storage.codes import ALPHABET as CODE_ALPHABET
 from storage.codes import new_code
 from storage.members import add_staff
@@ -20,6 +20,8 @@ from tests.factories import GIFT_RULES, make_member, make_points, make_stock
 
 NOON = datetime(2026, 11, 23, 4, 0, tzinfo=timezone.utc)
 GOOD = DEFAULT_RULES_PATH.read_text(encoding="utf-8")
+
+pytestmark = pytest.mark.usefixtures("points_stay_consistent")  # `points check` after every test
 
 
 @pytest.fixture
@@ -35,13 +37,6 @@ def rules(rules_with):
 @pytest.fixture(autouse=True)
 def noon(clock):
     clock.now = NOON.timestamp()
-
-
-@pytest.fixture(autouse=True)
-def points_check(state):
-    yield
-    with state.db.read() as session:
-        assert ledger.check_balances(session) == []
 
 
 def redeemed(state, gift_id: str = "box", points: int = 3000, **member_fields) -> tuple[int, str]:

@@ -8,13 +8,15 @@ from datetime import datetime, timezone
 import pytest
 from sqlalchemy import func, select
 
-from storage import gifts, ledger
+from storage import gifts
 from storage.gifts import GiftRefused
 from storage.models import GiftRedemption, GiftStock, LedgerEntry, Member
 from tests.conftest import WeChat
 from tests.factories import GIFT_RULES, make_entitlement, make_member, make_points, make_stock, text_xml
 
 NOON = datetime(2026, 11, 23, 4, 0, tzinfo=timezone.utc)
+
+pytestmark = pytest.mark.usefixtures("points_stay_consistent")  # `points check` after every test
 
 
 @pytest.fixture
@@ -30,13 +32,6 @@ def rules(rules_with):
 @pytest.fixture(autouse=True)
 def noon(clock):
     clock.now = NOON.timestamp()
-
-
-@pytest.fixture(autouse=True)
-def points_check(state):
-    yield
-    with state.db.read() as session:
-        assert ledger.check_balances(session) == []
 
 
 def race(n: int, attempt) -> list:
