@@ -12,10 +12,10 @@ from storage import members
 
 if TYPE_CHECKING:
     import redis
-    from sqlalchemy.engine import Connection, Row
     from wechatpy.messages import BaseMessage
 
     from bot.services import BotState
+    from storage.reads import Reads
 
 
 @dataclass
@@ -32,7 +32,7 @@ class Context:
     _dialog: DialogState | None = field(default=None, repr=False)
     _reads: Any = field(default=None, repr=False)
     # How the member is loaded: a handler may name a statement that loads more with it (bot.guards.loads_member).
-    member_loader: Callable[["Connection", str, Rules, date], "Row | None"] | None = field(default=None, repr=False)
+    member_loader: Callable[["Reads", str, Rules, date], "tuple | None"] | None = field(default=None, repr=False)
 
     @property
     def openid(self) -> str:
@@ -70,10 +70,10 @@ class Context:
         self._dialog = DialogState(self.redis, self.key("dialog", self.openid), self.rules.dialog.ttl_seconds, stored)
 
     @property
-    def reads(self) -> "Connection":
-        """One Core connection for this message's single-statement reads (closed by ``close``)."""
+    def reads(self) -> "Reads":
+        """One driver connection for this message's single-statement reads (closed by ``close``)."""
         if self._reads is None:
-            self._reads = self.db.connect()
+            self._reads = self.db.reads()
         return self._reads
 
     def close(self) -> None:
@@ -83,7 +83,7 @@ class Context:
             self._reads = None
 
     @property
-    def member(self) -> "Row | None":
+    def member(self) -> Any:
         """The member bound to this openid, loaded once as a read-only row (members' columns as attributes)."""
         if self._member is NOT_FETCHED:
             if self.member_loader is not None:
@@ -93,7 +93,7 @@ class Context:
         return self._member
 
     @property
-    def staff(self) -> "Row | None":
+    def staff(self) -> Any:
         """The staff record bound to this openid, if the sender is staff."""
         if self._staff is NOT_FETCHED:
             self._staff = members.staff_row(self.reads, self.openid)

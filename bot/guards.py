@@ -25,7 +25,7 @@ def refusal(handler: "Handler", ctx: "Context") -> str | None:
 
 
 def loads_member(loader: Callable) -> Callable[["Handler"], "Handler"]:
-    """Load ``ctx.member`` with ``loader(connection, openid, rules, today)``: one statement that brings
+    """Load ``ctx.member`` with ``loader(reads, openid, rules, today)``: one statement that brings
     what the handler needs with the member's row (e.g. the points overview for `积分`)."""
 
     def decorate(handler: "Handler") -> "Handler":

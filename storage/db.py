@@ -7,8 +7,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+from storage.reads import Reads
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +34,6 @@ class Database:
         self._writer = sessionmaker(
             self.engine.execution_options(sqlite_begin="IMMEDIATE"), expire_on_commit=False
         )
-        # Single statements read alone need no transaction of their own: each is consistent by itself
-        # (SQLite WAL; PostgreSQL's statement snapshot), and the explicit BEGIN cost a statement per message.
-        self._lone_reads = self.engine.execution_options(sqlite_begin="NONE")
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -51,9 +50,9 @@ class Database:
         with self._writer() as session, session.begin():
             yield session
 
-    def connect(self) -> Connection:
-        """A Core connection for reads of one statement each (the answers chat members wait for); close it."""
-        return self._lone_reads.connect()
+    def reads(self) -> Reads:
+        """A driver connection for the single-statement reads of one chat message (``PreparedRead``); close it."""
+        return Reads(self.engine)
 
     def ping(self) -> None:
         """Raise if the database cannot be reached."""
@@ -79,6 +78,4 @@ def _use_wal_and_explicit_begin(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn) -> None:
-        mode = conn.get_execution_options().get("sqlite_begin", "")
-        if mode != "NONE":
-            conn.exec_driver_sql(f"BEGIN {mode}".strip())
+        conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get('sqlite_begin', '')}".strip())

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import ColumnElement, Select, and_, func, insert, literal, select, update
+from sqlalchemy import ColumnElement, Select, and_, func, insert, literal, literal_column, select, update
 from sqlalchemy.orm import Session
 
 from rules import BotError
@@ -28,8 +28,13 @@ class InsufficientPoints(BotError):
 
 
 def open_lots(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
-    """Earn lots with points left to spend or expire (and ``conditions``): what spending consumes."""
-    return and_(LedgerEntry.kind == "earn", LedgerEntry.remaining > 0, *conditions)
+    """Earn lots with points left to spend or expire (and ``conditions``): what spending consumes.
+
+    Written as constants, as the partial index ``ix_ledger_open_lots`` states them: with bound
+    parameters SQLite must prepare the statement afresh on every run to see whether the index
+    applies (about 65 µs of the `积分` answer's 80), and PostgreSQL's generic plans cannot use it.
+    """
+    return and_(LedgerEntry.kind == literal_column("'earn'"), LedgerEntry.remaining > literal_column("0"), *conditions)
 
 
 OPENING_KEY = "opening:"  # idempotency key prefix of an import's opening balance (one lot per card)

@@ -13,7 +13,6 @@ from decimal import Decimal, InvalidOperation
 import redis as redis_lib
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.engine import Connection, Row
 from sqlalchemy.orm import Session
 
 from rules import BotError, Rules
@@ -21,6 +20,7 @@ from rules.membership import BindingRules
 from storage import ledger
 from storage.csvfile import CsvTable, bad_character
 from storage.models import Member, MemberChange, Staff, utcnow
+from storage.reads import PreparedRead, Reads
 from storage.redis import Keys
 
 log = logging.getLogger(__name__)
@@ -53,20 +53,20 @@ def find_by_openid(session: Session, openid: str) -> Member | None:
     return session.scalar(_BY_OPENID, {"openid": openid})
 
 
-_ROW_BY_OPENID = select(Member.__table__).where(Member.__table__.c.openid == bindparam("openid"))
+_ROW_BY_OPENID = PreparedRead(select(Member.__table__).where(Member.__table__.c.openid == bindparam("openid")))
 
 
-def member_row(connection: Connection, openid: str) -> Row | None:
+def member_row(reads: Reads, openid: str) -> tuple | None:
     """The member bound to ``openid`` as a read-only row (no ORM object: this runs on every message)."""
-    return connection.execute(_ROW_BY_OPENID, {"openid": openid}).first()
+    return reads.first(_ROW_BY_OPENID, openid=openid)
 
 
-_STAFF_BY_OPENID = select(Staff.__table__).where(Staff.__table__.c.openid == bindparam("openid"))
+_STAFF_BY_OPENID = PreparedRead(select(Staff.__table__).where(Staff.__table__.c.openid == bindparam("openid")))
 
 
-def staff_row(connection: Connection, openid: str) -> Row | None:
+def staff_row(reads: Reads, openid: str) -> tuple | None:
     """The staff member whose WeChat is ``openid``, as a read-only row."""
-    return connection.execute(_STAFF_BY_OPENID, {"openid": openid}).first()
+    return reads.first(_STAFF_BY_OPENID, openid=openid)
 
 
 def find_by_card(session: Session, card_no: str) -> Member | None:

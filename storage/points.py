@@ -11,12 +11,12 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, Date, bindparam, func, select
-from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
 from rules import Rules
 from storage.ledger import open_lots
 from storage.models import LedgerEntry, Member, Purchase, UTCDateTime
+from storage.reads import PreparedRead, Reads
 
 
 def _overview_columns(member_id: Any) -> list:
@@ -38,8 +38,8 @@ def _overview_columns(member_id: Any) -> list:
 
 _OVERVIEW = select(*_overview_columns(bindparam("member_id")))
 _members = Member.__table__
-_MEMBER_WITH_POINTS = select(_members, *_overview_columns(_members.c.id)).where(
-    _members.c.openid == bindparam("openid"))
+_MEMBER_WITH_POINTS = PreparedRead(select(_members, *_overview_columns(_members.c.id)).where(
+    _members.c.openid == bindparam("openid")))
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class PointsOverview:
     window_spend: Decimal  # spend over the evaluation window, refunds excluded
 
     @classmethod
-    def of(cls, row: Row) -> "PointsOverview":
+    def of(cls, row: Any) -> "PointsOverview":
         """From a row carrying the overview columns."""
         next_day = date.fromisoformat(row.next_day) if isinstance(row.next_day, str) else row.next_day
         expiry = (int(row.next_points), next_day) if next_day is not None else None
@@ -64,10 +64,10 @@ def points_overview(session: Session | Connection, member_id: int, rules: Rules,
     return PointsOverview.of(session.execute(_OVERVIEW, {"member_id": member_id, **_values(rules, today)}).one())
 
 
-def member_with_points(connection: Connection, openid: str, rules: Rules, today: date) -> Row | None:
+def member_with_points(reads: Reads, openid: str, rules: Rules, today: date) -> tuple | None:
     """The member bound to ``openid`` (members' columns) with their points overview, in one statement.
 
-    A Core connection, not an ORM session: the `积分` answer is asked more than anything else.
+    A prepared read, not an ORM session: the `积分` answer is asked more than anything else.
     Read the overview with ``PointsOverview.of(row)``.
     """
-    return connection.execute(_MEMBER_WITH_POINTS, {"openid": openid, **_values(rules, today)}).first()
+    return reads.first(_MEMBER_WITH_POINTS, openid=openid, **_values(rules, today))

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, literal, literal_column, or_, select, union_all
+from sqlalchemy import ColumnElement, Select, and_, case, func, literal, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from rules import Rules
@@ -373,11 +373,8 @@ def points_outstanding(session: Session, rules: Rules, today: date, days: int,
     expiring = {tier: int(total or 0) for tier, total in session.execute(
         select(Member.tier, func.sum(LedgerEntry.remaining))
         .join(Member, Member.id == LedgerEntry.member_id)
-        .where(LedgerEntry.expires_on >= today, LedgerEntry.expires_on < today + timedelta(days=days),
-               # Written as constants, as the partial index ix_ledger_open_lots states them, so the planner
-               # can prove the index holds every lot asked for (a bound parameter would not let it).
-               LedgerEntry.kind == literal_column("'earn'"), LedgerEntry.remaining > literal_column("0"),
-               scope.members())
+        .where(ledger.open_lots(LedgerEntry.expires_on >= today,
+                                LedgerEntry.expires_on < today + timedelta(days=days)), scope.members())
         .group_by(Member.tier)
     )}
     return [Outstanding(t.id, *balances.get(t.id, (0, 0)), expiring.get(t.id, 0)) for t in reversed(rules.tiers)]

@@ -1,0 +1,77 @@
+"""Prepared reads (the member, staff and points reads of every chat message) give what Core gives — on both databases."""
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from decimal import Decimal
+
+import pytest
+
+from storage import members, purchases
+from storage.db import Database
+from storage.points import _MEMBER_WITH_POINTS, _values, member_with_points
+from tests.factories import make_member, make_points, make_staff
+
+TODAY = date(2026, 11, 23)
+
+
+@pytest.fixture
+def db(db_url) -> Database:
+    database = Database(db_url)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def member_id(db, rules) -> int:
+    with db.write() as session:
+        member = make_member(session, name="陈静", tier="C", openid="o-reads", birthday=date(1990, 2, 28))
+        make_points(session, member, 300, expires_on=date(2027, 6, 30))
+        make_points(session, member, 200, expires_on=date(2027, 3, 31))
+        make_points(session, member, 50, expires_on=date(2027, 3, 31))
+        for n, amount in enumerate(("1234.50", "99.95")):
+            purchases.record_purchase(session, purchases.parse_purchase(
+                {"receipt_no": f"R{n}", "card_no": member.card_no, "amount": amount,
+                 "purchased_at": "2026-10-01T12:00:00", "store": "S1"}, rules,
+                now=datetime(2026, 11, 23, tzinfo=timezone.utc)), rules)
+        make_staff(session, "S9", role="manager", openid="o-staff", name="王经理")
+        return member.id
+
+
+def test_member_with_points_is_the_row_core_reads(db, rules, member_id):
+    reads = db.reads()
+    try:
+        row = member_with_points(reads, "o-reads", rules, TODAY)
+    finally:
+        reads.close()
+    with db.engine.connect() as connection:
+        core = connection.execute(_MEMBER_WITH_POINTS.statement, {"openid": "o-reads", **_values(rules, TODAY)}).one()
+    assert tuple(row) == tuple(core)
+    assert (row.id, row.name, row.birthday, row.next_day, row.next_points) == (
+        member_id, "陈静", date(1990, 2, 28), date(2027, 3, 31), 250)
+    assert row.spend == Decimal("1334.45") and isinstance(row.points_balance, int)
+    assert row.created_at.tzinfo is not None  # the stored UTC times come back aware, as through Core
+
+
+def test_member_and_staff_rows(db, member_id):
+    reads = db.reads()
+    try:
+        assert members.member_row(reads, "o-reads").id == member_id
+        assert members.member_row(reads, "o-nobody") is None
+        assert members.staff_row(reads, "o-staff").name == "王经理"
+        assert members.staff_row(reads, "o-reads") is None
+        assert members.member_row(reads, "'; DROP TABLE members; --") is None  # a value, never SQL
+    finally:
+        reads.close()
+    with db.read() as session:
+        assert members.find_by_openid(session, "o-reads").id == member_id
+
+
+def test_reads_give_their_connection_back(db, member_id):
+    pool = db.engine.pool
+    before = pool.checkedout()
+    reads = db.reads()
+    members.member_row(reads, "o-reads")
+    assert pool.checkedout() == before + 1
+    reads.close()
+    reads.close()  # twice is harmless
+    assert pool.checkedout() == before
