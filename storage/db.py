@@ -1,9 +1,12 @@
 """Engine and sessions. Callers own transactions: ``with db.write() as s:`` commits or rolls back."""
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from sqlalchemy import create_engine, event, text
@@ -26,8 +29,11 @@ class Database:
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             self.engine = create_engine(url, echo=echo, connect_args={"timeout": 30})
             _use_wal_and_explicit_begin(self.engine)
+            on_disk = parsed.database and parsed.database != ":memory:"
+            self._writers_queue = WriterQueue(f"{parsed.database}.writers") if on_disk else nullcontext
         else:
             self.engine = create_engine(url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=10)
+            self._writers_queue = nullcontext  # PostgreSQL's row locks queue writers by themselves
         self._reader = sessionmaker(self.engine, expire_on_commit=False)
         # On SQLite a writer takes the write lock up front (BEGIN IMMEDIATE): upgrading a
         # read transaction later can fail at once with "database is locked" instead of waiting.
@@ -47,7 +53,7 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A write transaction: committed when the block ends, rolled back if it raises."""
-        with self._writer() as session, session.begin():
+        with self._writers_queue(), self._writer() as session, session.begin():
             yield session
 
     def reads(self) -> Reads:
@@ -61,6 +67,36 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+class WriterQueue:
+    """SQLite writers of every process wait their turn here, woken the moment the writer before them is done.
+
+    SQLite lets one writer in at a time; the others poll, sleeping 1, 2, 5, 10… ms between tries
+    (its busy handler), so under steady contention the cores idle while members wait. An exclusive
+    ``flock`` on a file beside the database (and a lock for the threads of this process) queues
+    the bot's own writers in the kernel instead; anything else writing still meets SQLite's lock.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self._threads = threading.Lock()
+        self._file: tuple[int, int] | None = None  # (pid, fd): a forked child opens its own
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._threads:
+            fd = self._fd()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _fd(self) -> int:
+        if self._file is None or self._file[0] != os.getpid():
+            self._file = (os.getpid(), os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        return self._file[1]
 
 
 def _use_wal_and_explicit_begin(engine: Engine) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import ColumnElement, Select, and_, func, insert, literal, literal_column, select, update
+from sqlalchemy import ColumnElement, Select, and_, bindparam, func, insert, literal, literal_column, select, update
 from sqlalchemy.orm import Session
 
 from rules import BotError
@@ -103,40 +103,36 @@ def deduct_points(
     idempotency_key: str | None = None,
     occurred_at: datetime | None = None,
     first_lot_id: int | None = None,
-) -> LedgerEntry | None:
+    new_key: bool = False,
+) -> int | None:
     """Take ``points`` away, oldest lots first; raise InsufficientPoints rather than go below zero.
 
+    Returns the new entry's id, or None when ``idempotency_key`` was used before.
+
     ``first_lot_id`` is consumed before the others (a refund takes back its own purchase's lot).
+    ``new_key``: the idempotency key was made just now (it names a fresh random code), so no entry
+    can hold it and it is not looked up; the unique index would still refuse a second use.
     """
     if points <= 0:
         raise ValueError(f"points to deduct must be positive, got {points}")
     if kind not in ("redeem", "expire", "adjust", "reverse"):
         raise ValueError(f"unknown deduction kind {kind!r}")
-    if idempotency_key and find_entry(session, idempotency_key):
+    if idempotency_key and not new_key and find_entry(session, idempotency_key):
         return None
     # The conditional UPDATE is the guard: under concurrency the second spender's UPDATE
     # waits for the first (row lock on PostgreSQL, write lock on SQLite) and then matches nothing.
-    result = session.execute(
-        update(Member)
-        .where(Member.id == member_id, Member.points_balance >= points)
-        .values(points_balance=Member.points_balance - points)
-    )
-    if result.rowcount != 1:
-        balance = session.scalar(select(Member.points_balance).where(Member.id == member_id)) or 0
+    # Core statements on the session's connection: the ORM's bulk-update bookkeeping cost more than
+    # the statements (a member object this session holds is told to reload its balance instead).
+    connection = session.connection()
+    if connection.execute(_SPEND, {"spender": member_id, "points": points}).rowcount != 1:
+        balance = connection.scalar(_BALANCE, {"member": member_id}) or 0
         raise InsufficientPoints(balance, points)
+    _forget_cached(session, Member, member_id, "points_balance")
     _consume_lots(session, member_id, points, first_lot_id)
-    entry = LedgerEntry(
-        member_id=member_id,
-        kind=kind,
-        amount=-points,
-        reference=reference,
-        note=note,
-        idempotency_key=idempotency_key,
-        occurred_at=occurred_at or utcnow(),
-    )
-    session.add(entry)
-    session.flush()
-    return entry
+    added = connection.execute(_ADD_ENTRY, {
+        "member_id": member_id, "kind": kind, "amount": -points, "remaining": 0, "reference": reference,
+        "note": note, "idempotency_key": idempotency_key, "occurred_at": occurred_at or utcnow()})
+    return added.inserted_primary_key[0]
 
 
 def _consume_lots(session: Session, member_id: int, points: int, first_lot_id: int | None = None) -> None:
@@ -144,20 +140,38 @@ def _consume_lots(session: Session, member_id: int, points: int, first_lot_id: i
 
     Runs after the member row is locked by the balance UPDATE, so lots are not raced.
     """
-    lots = list(
-        session.scalars(
-            select(LedgerEntry)
-            .where(open_lots(LedgerEntry.member_id == member_id))
-            .order_by(LedgerEntry.expires_on, LedgerEntry.id)
-        )
-    )
+    connection = session.connection()
+    lots = connection.execute(_OPEN_LOTS_OF, {"owner": member_id}).all()
     lots.sort(key=lambda lot: lot.id != first_lot_id)  # stable: the preferred lot first, then by age
+    changed = []
     for lot in lots:
         if points <= 0:
             break
         used = min(lot.remaining, points)
-        lot.remaining -= used
+        changed.append({"lot": lot.id, "left": lot.remaining - used})
         points -= used
+    if changed:
+        connection.execute(_SET_REMAINING, changed if len(changed) > 1 else changed[0])
+        for lot in changed:
+            _forget_cached(session, LedgerEntry, lot["lot"], "remaining")
+
+
+# Built once: spending runs in every redemption, inside the write lock.
+_members, _ledger = Member.__table__, LedgerEntry.__table__
+_SPEND = (update(_members).where(_members.c.id == bindparam("spender"), _members.c.points_balance >= bindparam("points"))
+          .values(points_balance=_members.c.points_balance - bindparam("points")))
+_BALANCE = select(_members.c.points_balance).where(_members.c.id == bindparam("member"))
+_OPEN_LOTS_OF = (select(_ledger.c.id, _ledger.c.remaining).where(open_lots(_ledger.c.member_id == bindparam("owner")))
+                 .order_by(_ledger.c.expires_on, _ledger.c.id))
+_ADD_ENTRY = insert(_ledger)
+_SET_REMAINING = update(_ledger).where(_ledger.c.id == bindparam("lot")).values(remaining=bindparam("left"))
+
+
+def _forget_cached(session: Session, model: type, primary_key: int, attribute: str) -> None:
+    """Make an object of ``model`` this session holds reload ``attribute``, changed behind the ORM's back."""
+    cached = session.identity_map.get(session.identity_key(model, primary_key))
+    if cached is not None:
+        session.expire(cached, [attribute])
 
 
 def recent_entries(session: Session, member_id: int, limit: int) -> list[LedgerEntry]:
@@ -177,8 +191,10 @@ def ledger_sum(session: Session, member_id: int) -> int:
 
 def adjust_points(
     session: Session, member_id: int, points: int, *, note: str, idempotency_key: str | None = None
-) -> LedgerEntry | None:
-    """A manual correction: positive adds non-expiring points, negative deducts (never below zero)."""
+) -> int | None:
+    """A manual correction: positive adds non-expiring points, negative deducts (never below zero).
+
+    Returns the new entry's id, or None when ``idempotency_key`` was used before."""
     if points < 0:
         return deduct_points(session, member_id, -points, kind="adjust", note=note, idempotency_key=idempotency_key)
     if points == 0:
@@ -191,12 +207,12 @@ def adjust_points(
         update(Member).where(Member.id == member_id).values(points_balance=Member.points_balance + points)
     )
     session.flush()
-    return entry
+    return entry.id
 
 
 @dataclass(frozen=True)
 class Reversal:
-    entry: LedgerEntry | None
+    entry_id: int | None
     reversed_points: int
     shortfall: int  # points already spent, which cannot be taken back
 
@@ -209,15 +225,15 @@ def reverse_points(
     balance = _locked_balance(session, member_id)
     taken = min(points, balance)
     note = f"shortfall {points - taken}: already spent" if taken < points else None
-    entry = None
+    entry_id = None
     if taken > 0:
-        entry = deduct_points(session, member_id, taken, kind="reverse", reference=reference, note=note,
-                              idempotency_key=idempotency_key, first_lot_id=lot_id)
-    return Reversal(entry, taken, points - taken)
+        entry_id = deduct_points(session, member_id, taken, kind="reverse", reference=reference, note=note,
+                                 idempotency_key=idempotency_key, first_lot_id=lot_id)
+    return Reversal(entry_id, taken, points - taken)
 
 
-def reset_points(session: Session, member_id: int, *, reason: str, idempotency_key: str) -> LedgerEntry | None:
-    """Expire a member's whole balance (retention policy); None if nothing to reset or done before."""
+def reset_points(session: Session, member_id: int, *, reason: str, idempotency_key: str) -> int | None:
+    """Expire a member's whole balance (retention policy): the entry's id; None if nothing to reset or done before."""
     if find_entry(session, idempotency_key):
         return None
     balance = _locked_balance(session, member_id)
