@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -34,9 +35,9 @@ class Context:
     # How the member is loaded: a handler may name a statement that loads more with it (bot.guards.loads_member).
     member_loader: Callable[["Reads", str, Rules, date], "tuple | None"] | None = field(default=None, repr=False)
 
-    @property
+    @cached_property
     def openid(self) -> str:
-        return self.message.source
+        return self.message.source  # wechatpy converts the field on every read
 
     @property
     def db(self):

@@ -15,6 +15,7 @@ import logging
 import time
 from concurrent.futures import Future, TimeoutError as FutureTimeout
 
+from redis.commands.core import Script
 from redis.exceptions import RedisError
 from wechatpy.messages import BaseMessage, TextMessage
 
@@ -32,6 +33,12 @@ SUCCESS = "success"  # WeChat's "received, no reply" answer
 # Events WeChat sends by itself: they do not open the member's 48-hour customer-service window.
 SYSTEM_EVENTS = frozenset({"templatesendjobfinish", "masssendjobfinish"})
 _PENDING = "\x00pending"  # marks a message whose first copy is still being answered
+# The dialog left and the member marked as seen, in one command (a pipeline of two cost twice the client's time).
+_LEAVE_DIALOG = Script(None, b"""
+redis.call('DEL', KEYS[1])
+if KEYS[2] then redis.call('SET', KEYS[2], 1, 'EX', ARGV[1]) end
+return 1
+""")
 
 
 def message_key(message: BaseMessage) -> str:
@@ -56,23 +63,27 @@ def answer_once(state: BotState, message: BaseMessage, arrived: float | None = N
     ctx = Context(state=state, rules=rules, message=message, now=state.now())
     window = rules.pushes.customer_service_window_hours
     fixed = keyword_route(ctx)
+    openid = ctx.openid
+    # Customer-service messages may reach a member for 48 h after they last wrote.
+    seen_key = state.keys("seen", openid) if window and not _from_wechat_itself(message) else None
     try:
-        pipe = redis.pipeline(transaction=False)
         if fixed is not None and getattr(HANDLERS.get(fixed.handler), "read_only", False):
-            # One round trip, nothing to claim: a keyword leaves any half-finished dialog.
-            pipe.delete(state.keys("dialog", message.source))
+            # Nothing to claim: a keyword leaves any half-finished dialog. One command, one round trip.
+            _LEAVE_DIALOG(keys=[state.keys("dialog", openid), *([seen_key] if seen_key else [])],
+                          args=[window * 3600], client=redis)
             claim_key = None
         else:
             # One round trip: claim the message and fetch the sender's dialog state.
+            pipe = redis.pipeline(transaction=False)
             claim_key = state.keys("reply", message_key(message))
             pipe.set(claim_key, _PENDING, nx=True, ex=webhook.dedup_ttl_seconds)
-            pipe.get(state.keys("dialog", message.source))
-        if window and not _from_wechat_itself(message):  # customer-service messages for 48 h after a member acts
-            pipe.set(state.keys("seen", message.source), 1, ex=window * 3600)
-        results = pipe.execute()
+            pipe.get(state.keys("dialog", openid))
+            if seen_key:
+                pipe.set(seen_key, 1, ex=window * 3600)
+            results = pipe.execute()
     except RedisError as exc:
         # Better an answer without de-duplication than a 500 that makes WeChat retry anyway.
-        log.error("Redis unavailable (%s): answering %s without de-duplication", type(exc).__name__, message.source)
+        log.error("Redis unavailable (%s): answering %s without de-duplication", type(exc).__name__, openid)
         ctx.use_fetched_dialog(None)  # no dialog state is a valid state
         return _render(_answer_within_budget(state, ctx, deadline, fixed), message)
     if claim_key is None:
@@ -88,7 +99,7 @@ def answer_once(state: BotState, message: BaseMessage, arrived: float | None = N
     try:
         redis.set(claim_key, SUCCESS if xml is None else "X" + xml, ex=webhook.dedup_ttl_seconds)
     except RedisError:
-        log.error("Redis unavailable: the reply to %s is not kept for WeChat's retries", message.source)
+        log.error("Redis unavailable: the reply to %s is not kept for WeChat's retries", openid)
     return xml
 
 

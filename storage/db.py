@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage.reads import Reads
+from storage.reads import ReadConnections, Reads
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,7 @@ class Database:
             self.engine = create_engine(url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=10)
             self._writers_queue = nullcontext  # PostgreSQL's row locks queue writers by themselves
         self._reader = sessionmaker(self.engine, expire_on_commit=False)
+        self._read_connections = ReadConnections(self.engine)
         # On SQLite a writer takes the write lock up front (BEGIN IMMEDIATE): upgrading a
         # read transaction later can fail at once with "database is locked" instead of waiting.
         self._writer = sessionmaker(
@@ -57,8 +58,8 @@ class Database:
             yield session
 
     def reads(self) -> Reads:
-        """A driver connection for the single-statement reads of one chat message (``PreparedRead``); close it."""
-        return Reads(self.engine)
+        """The single-statement reads of one chat message (``PreparedRead``), on this thread's read connection."""
+        return Reads(self._read_connections)
 
     def ping(self) -> None:
         """Raise if the database cannot be reached."""
@@ -66,6 +67,7 @@ class Database:
             conn.execute(text("SELECT 1"))
 
     def dispose(self) -> None:
+        self._read_connections.close_all()
         self.engine.dispose()
 
 

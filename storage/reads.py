@@ -9,6 +9,8 @@ give (dates as ``date``, amounts as ``Decimal``). Everything else uses Core or t
 """
 from __future__ import annotations
 
+import os
+import threading
 from collections import namedtuple
 from collections.abc import Callable
 from typing import Any
@@ -42,19 +44,21 @@ class _Compiled:
         compiled = statement.compile(dialect=dialect)
         if compiled.literal_execute_params or compiled.post_compile_params:
             raise ValueError("a PreparedRead cannot hold expanding (IN) or literal-execute parameters")
-        self.compiled, self.sql, self.dialect = compiled, compiled.string, dialect
+        self.sql, self.dialect = compiled.string, dialect
+        # Each parameter: its name in the SQL, the caller's key, a fixed value (a literal in the statement), and
+        # the type's processor. The caller gives every required one, as with Core.
+        self.binds = [(name, bind.key, None if bind.required else bind.effective_value,
+                       bind.type.dialect_impl(dialect).bind_processor(dialect))
+                      for bind, name in compiled.bind_names.items()]
         self.positions = compiled.positiontup if compiled.positional else None
-        self.binds: dict[str, Processor] = {
-            name: bind.type.dialect_impl(dialect).bind_processor(dialect) for bind, name in compiled.bind_names.items()
-        }
         self.result_types = [column.type.dialect_impl(dialect) for column in statement.selected_columns]
         self._results: dict[tuple, list[Processor]] = {}
 
     def parameters(self, values: dict[str, Any]) -> Any:
-        params = self.compiled.construct_params(values)
-        for name, process in self.binds.items():
-            if process is not None:
-                params[name] = process(params[name])
+        params = {}
+        for name, key, fixed, process in self.binds:
+            value = values[key] if fixed is None else fixed
+            params[name] = value if process is None else process(value)
         return [params[name] for name in self.positions] if self.positions is not None else params
 
     def results(self, description: Any) -> list[Processor]:
@@ -67,36 +71,100 @@ class _Compiled:
         return processors
 
 
-class Reads:
-    """One pooled driver connection for a message's reads, checked out at the first and given back by ``close``."""
+class ReadConnections:
+    """One driver connection per thread for the lean reads, kept open from message to message.
+
+    Checking a connection out of SQLAlchemy's pool and back in (where PostgreSQL's is rolled back,
+    a round trip) cost as much as the read itself. These connections hold no transaction between
+    statements (SQLite's are in autocommit mode already; PostgreSQL's are switched to it), so each
+    read sees everything committed before it, as a read of its own on a fresh connection would.
+    """
 
     def __init__(self, engine: Engine):
-        self._engine = engine
-        self._connection: Any = None  # SQLAlchemy's pool wrapper around the DBAPI connection
+        self.engine = engine
+        self._local = threading.local()
+        self._opened: list[Any] = []  # every connection handed out, closed by close_all
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        """This thread's connection (SQLAlchemy's wrapper, detached from the pool), opened at first use."""
+        connection = getattr(self._local, "connection", None)
+        if connection is None or self._local.pid != os.getpid():  # none yet, or inherited through a fork
+            connection = self.engine.raw_connection()
+            connection.detach()  # ours until close_all: closed, not returned to the pool
+            if self.engine.dialect.name == "postgresql":
+                connection.dbapi_connection.rollback()  # the pool's ping may have begun a transaction
+                connection.dbapi_connection.autocommit = True
+            self._local.connection, self._local.pid = connection, os.getpid()
+            with self._lock:
+                self._opened.append(connection)
+        return connection
+
+    def discard(self, connection: Any) -> None:
+        """Close a connection the database dropped; this thread opens a new one at its next read."""
+        if getattr(self._local, "connection", None) is connection:
+            self._local.connection = None
+        with self._lock:
+            if connection in self._opened:
+                self._opened.remove(connection)
+        try:
+            connection.close()
+        except Exception:  # already broken: nothing more to release
+            pass
+
+    def close_all(self) -> None:
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for connection in opened:
+            try:
+                connection.close()
+            except Exception:
+                pass
+
+
+class Reads:
+    """A message's reads, on its thread's connection (``ReadConnections``)."""
+
+    def __init__(self, connections: ReadConnections):
+        self._connections = connections
 
     def first(self, read: PreparedRead, **values: Any) -> tuple | None:
-        """The first row of ``read`` with ``values`` bound (as a named tuple), or None."""
-        dialect = self._engine.dialect
-        compiled = read.compiled_for(dialect)
-        if self._connection is None:
-            self._connection = self._engine.raw_connection()
-        cursor = self._connection.cursor()
+        """The first row of ``read`` with ``values`` bound (as a named tuple), or None.
+
+        A connection the database dropped (a restart) is replaced and the read tried once more.
+        """
         try:
+            return self._first(read, values)
+        except _Dropped:
+            return self._first(read, values)
+
+    def _first(self, read: PreparedRead, values: dict[str, Any]) -> tuple | None:
+        connections = self._connections
+        dialect = connections.engine.dialect
+        compiled = read.compiled_for(dialect)
+        connection = connections.get()
+        cursor = None
+        try:
+            cursor = connection.cursor()
             cursor.execute(compiled.sql, compiled.parameters(values))
             row = cursor.fetchone()
             description = cursor.description
         except dialect.loaded_dbapi.Error as exc:
-            if dialect.is_disconnect(exc, self._connection.dbapi_connection, cursor):
-                self._connection.invalidate(exc)  # never handed out again by the pool
+            if dialect.is_disconnect(exc, connection.dbapi_connection, cursor):
+                connections.discard(connection)
+                raise _Dropped() from exc
             raise
         finally:
-            cursor.close()
+            if cursor is not None:
+                cursor.close()
         if row is None:
             return None
         return read.row_type._make(value if process is None else process(value)
                                    for value, process in zip(row, compiled.results(description)))
 
     def close(self) -> None:
-        if self._connection is not None:
-            connection, self._connection = self._connection, None
-            connection.close()  # back to the pool, which ends any transaction the driver began
+        """Nothing to give back (the connection stays with the thread); kept so callers need not know."""
+
+
+class _Dropped(Exception):
+    """The read's connection was lost."""
