@@ -159,6 +159,19 @@ def wrk(url: str, requests_file: Path, duration: int, connections: int, script: 
     }
 
 
+def workers_cpu(server: subprocess.Popen) -> float:
+    """CPU seconds (user + system) used so far by the gunicorn workers of ``server``."""
+    total = 0.0
+    for child in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = child.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[1]) == server.pid:  # ppid; utime and stime follow at 11 and 12
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def _millis(text: str) -> float:
     value, unit = re.match(r"([\d.]+)(\w+)", text).groups()
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
@@ -211,7 +224,9 @@ def main() -> None:
                 for name, port in ports.items():
                     url = f"http://127.0.0.1:{port}"
                     check_answer(url, args.members, aes)
+                    cpu_before = workers_cpu(servers[list(ports).index(name)])
                     results[(mode, name)] = result = wrk(url, requests_file, args.duration, args.connections, script)
+                    result["cpu_us"] = (workers_cpu(servers[list(ports).index(name)]) - cpu_before) / result["requests"] * 1e6
                     if name != "floor" and result["requests"] > budget:  # the floor has no dedup: repeats cost the same
                         print(f"note: {name}/{mode} sent {result['requests']} requests, more than the "
                               f"{budget} distinct messages prepared; repeats were answered from the dedup cache")
@@ -223,9 +238,9 @@ def main() -> None:
     print(f"\n{args.members:,} members, {args.ledger:,} ledger entries, gunicorn 2 × {args.worker_class} workers, "
           f"{args.connections} connections, {args.duration} s each, {os.cpu_count()} cores; "
           f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after (this run adds about 3)\n")
-    print(f"{'mode':6} {'app':6} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    print(f"{'mode':6} {'app':6} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'server CPU µs/msg':>18}")
     for (mode, name), r in results.items():
-        print(f"{mode:6} {name:6} {r['rps']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['errors']:7d}")
+        print(f"{mode:6} {name:6} {r['rps']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['errors']:7d} {r['cpu_us']:18.0f}")
     for mode in ("plain", "aes"):
         rps = {name: results[(mode, name)]["rps"] for name in ("floor", "plain", "bot")}
         print(f"{mode}: bot / floor {rps['bot'] / rps['floor']:.2f}× (aim ≥ 0.5×), plain / floor "

@@ -8,8 +8,6 @@ import re
 import struct
 import time
 
-from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import fromstring as parse_xml_safely
 from xml.etree import ElementTree
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 from wechatpy import parse_message
@@ -74,7 +72,7 @@ def receive_message():
     except InvalidSignatureException:
         log.warning("rejected message: bad msg_signature")
         abort(403)
-    except (BadMessage, DefusedXmlException, ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (BadMessage, ValueError, KeyError, TypeError, AttributeError) as exc:
         log.warning("rejected message: unreadable XML (%s: %s)", type(exc).__name__, str(exc)[:120])
         return Response("bad request: body is not a readable WeChat XML message\n", 400, mimetype="text/plain")
     if message is None:
@@ -124,13 +122,31 @@ def _check_signature(state: BotState) -> tuple[str, str]:
     return timestamp, nonce
 
 
+class _NoDoctype(ElementTree.TreeBuilder):
+    """The C tree builder, refusing any document type declaration the moment the parser meets one.
+
+    Entities can only be declared inside one, so this refuses entity bombs and external entities
+    too (ElementTree resolves no external entity in any case). defusedxml's forbid_dtd does the
+    same, but on ElementTree's pure-Python parser, which took a tenth of every message's time.
+    """
+
+    def doctype(self, name: str, pubid: str | None, system: str | None) -> None:
+        raise BadMessage("a DTD (document type declaration) is not allowed")
+
+
+def _parse_without_dtd(body: bytes) -> ElementTree.Element:
+    parser = ElementTree.XMLParser(target=_NoDoctype())
+    parser.feed(body)
+    return parser.close()
+
+
 def _checked_xml(body: bytes) -> tuple[ElementTree.Element, bytes]:
     """Refuse DTDs, entities and malformed XML before any other parser sees the body."""
     if not body.strip():
         raise BadMessage("empty body")
     try:
-        root = parse_xml_safely(body, forbid_dtd=True)
-    except DefusedXmlException:
+        root = _parse_without_dtd(body)
+    except BadMessage:
         raise
     except Exception as exc:  # ParseError and friends
         raise BadMessage(str(exc)) from exc
