@@ -9,7 +9,7 @@ import redis as redis_lib
 from bot.context import Context, read_only
 from bot.dialogs import CONFIRM, Ask, Flow, Invalid
 from bot.guards import member_required
-from storage import gifts
+from storage import gifts, ledger
 from storage.gifts import GiftRefused, Mailing
 from storage.members import mask_openid, normalise_phone
 
@@ -110,7 +110,7 @@ def _finish(ctx: Context, answers: dict[str, Any]) -> str:
         with ctx.db.write() as session:
             redemption = gifts.redeem(session, ctx.rules, ctx.member.id, answers["gift_id"], ctx.now, _actor(ctx),
                                       mail=mail)
-            balance = gifts.balance(session, ctx.member.id)
+            balance = ledger.balance(session, ctx.member.id)
     except GiftRefused as refused:
         return ctx.text(refused.message, **refused.values)
     spent = {"points": "gift_spent_points", "vip_item": "gift_spent_vip_item", "vip_gift": "gift_spent_vip_gift"}
@@ -204,7 +204,7 @@ def cancel_redemption(ctx: Context) -> str:
         return ctx.text("gift_cancel_usage")
     with ctx.db.write() as session:
         closing = gifts.cancel(session, ctx.rules, code, ctx.member.id, _actor(ctx), ctx.now)
-        balance = gifts.balance(session, ctx.member.id)
+        balance = ledger.balance(session, ctx.member.id)
     redemption = closing.redemption
     if closing.outcome == "not_found":
         return ctx.text("gift_code_unknown", code=code[:16])

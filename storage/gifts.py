@@ -124,15 +124,6 @@ class Offer:
     missing: int  # points still needed (points gifts), 0 when affordable
 
 
-def balance(session: Session, member_id: int) -> int:
-    """The member's points balance as this transaction sees it (changed only by Core statements, so
-    read on the connection: nothing the session holds needs flushing first)."""
-    return session.connection().scalar(_BALANCE, {"member_id": member_id}) or 0
-
-
-_BALANCE = select(Member.__table__.c.points_balance).where(Member.__table__.c.id == bindparam("member_id"))
-
-
 def unused_entitlements(session: Session, member_id: int) -> int:
     return session.scalar(select(func.count()).select_from(GiftEntitlement).where(
         GiftEntitlement.member_id == member_id, GiftEntitlement.redemption_id.is_(None))) or 0

@@ -125,14 +125,19 @@ def deduct_points(
     # the statements (a member object this session holds is told to reload its balance instead).
     connection = session.connection()
     if connection.execute(_SPEND, {"spender": member_id, "points": points}).rowcount != 1:
-        balance = connection.scalar(_BALANCE, {"member": member_id}) or 0
-        raise InsufficientPoints(balance, points)
+        raise InsufficientPoints(balance(session, member_id), points)
     _forget_cached(session, Member, member_id, "points_balance")
     _consume_lots(session, member_id, points, first_lot_id)
     added = connection.execute(_ADD_ENTRY, {
         "member_id": member_id, "kind": kind, "amount": -points, "remaining": 0, "reference": reference,
         "note": note, "idempotency_key": idempotency_key, "occurred_at": occurred_at or utcnow()})
     return added.inserted_primary_key[0]
+
+
+def balance(session: Session, member_id: int) -> int:
+    """The member's cached balance as this transaction sees it. Read on the connection: only Core
+    statements change it, so nothing the session holds needs flushing first."""
+    return session.connection().scalar(_BALANCE, {"member": member_id}) or 0
 
 
 def _consume_lots(session: Session, member_id: int, points: int, first_lot_id: int | None = None) -> None:

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from scheduler.delivery import drain
-from storage import gifts, purchases
+from storage import gifts, ledger, purchases
 from storage.members import add_staff
 from storage.models import GiftRedemption, GiftRedemptionEvent, GiftStock, LedgerEntry, Member, OutboxMessage
 from tests.factories import GIFT_RULES, make_entitlement, make_member, make_points, make_stock, text_xml
@@ -162,7 +162,7 @@ def test_a_wechat_retry_of_the_confirmation_redeems_once(wechat, state):
     assert first == again and CODE.search(first["Content"])
     with state.db.read() as session:
         assert session.scalar(select(func.count()).select_from(GiftRedemption)) == 1
-        assert gifts.balance(session, session.scalar(select(Member.id))) == 4200
+        assert ledger.balance(session, session.scalar(select(Member.id))) == 4200
 
 
 @pytest.mark.parametrize("openid,tier,points,text,expected", [

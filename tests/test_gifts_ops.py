@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from rules import ConfigError, DEFAULT_RULES_PATH, parse_rules
 from scheduler import jobs
-from storage import gifts, purchases
+from storage import gifts, ledger, purchases
 from storage.codes import ALPHABET as CODE_ALPHABET
 from storage.codes import new_code
 from storage.members import add_staff
@@ -181,7 +181,7 @@ def test_expiry_returns_points_and_stock_and_tells_the_member_once(app, state, f
     with state.db.read() as session:
         assert gifts.find_redemption(session, code).status == "expired"
         assert gifts.find_redemption(session, kept).status == "open"
-        assert gifts.balance(session, member_id) == 800
+        assert ledger.balance(session, member_id) == 800
         assert session.get(GiftStock, "care").reserved == 0
         back = session.scalar(select(LedgerEntry).where(LedgerEntry.kind == "reverse"))
         assert (back.amount, back.reference) == (800, code)

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import pytest
 from sqlalchemy import func, select
 
-from storage import gifts
+from storage import gifts, ledger
 from storage.gifts import GiftRefused
 from storage.models import GiftRedemption, GiftStock, LedgerEntry, Member
 from tests.conftest import WeChat
@@ -88,7 +88,7 @@ def test_one_member_with_points_for_three_racing_twenty_redemptions(state):
     codes = [r for r in results if r != "gift_short_points"]
     assert len(codes) == 3 and len(set(codes)) == 3
     with state.db.read() as session:
-        assert gifts.balance(session, member.id) == 0
+        assert ledger.balance(session, member.id) == 0
         assert session.get(GiftStock, "care").reserved == 3
         assert session.scalar(select(func.count()).select_from(LedgerEntry).where(LedgerEntry.kind == "redeem")) == 3
 
@@ -133,7 +133,7 @@ def test_a_code_is_handed_over_or_cancelled_once_under_the_race(state):
         row = session.get(GiftStock, "box")
         redemption = gifts.find_redemption(session, code)
         if redemption.status == "collected":
-            assert (row.stock, row.reserved, row.handed_over, gifts.balance(session, member.id)) == (4, 0, 1, 0)
+            assert (row.stock, row.reserved, row.handed_over, ledger.balance(session, member.id)) == (4, 0, 1, 0)
         else:
-            assert (row.stock, row.reserved, row.handed_over, gifts.balance(session, member.id)) == (5, 0, 0, 3000)
+            assert (row.stock, row.reserved, row.handed_over, ledger.balance(session, member.id)) == (5, 0, 0, 3000)
         assert len(gifts.history(session, redemption.id)) == 2
