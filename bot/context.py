@@ -72,16 +72,10 @@ class Context:
 
     @property
     def reads(self) -> "Reads":
-        """One driver connection for this message's single-statement reads (closed by ``close``)."""
+        """This message's single-statement reads (``storage.reads``), on the thread's kept connection."""
         if self._reads is None:
             self._reads = self.db.reads()
         return self._reads
-
-    def close(self) -> None:
-        """Give back what this message borrowed (the dispatcher calls it when the handler is done)."""
-        if self._reads is not None:
-            self._reads.close()
-            self._reads = None
 
     @property
     def member(self) -> Any:

@@ -165,8 +165,6 @@ def dispatch(ctx: Context, fixed: Match | None = NOT_FETCHED) -> str | None:  # 
     except Exception:
         log.exception("handler failed: openid=%s type=%s", ctx.openid, ctx.message.type)
         return ctx.text("busy")
-    finally:
-        ctx.close()
 
 
 def keyword_route(ctx: Context) -> Match | None:

@@ -3,7 +3,8 @@
 Around a statement SQLite answers in 10–20 µs, SQLAlchemy's execution (cache key of the
 statement tree, execution context, result object, events, pool wrapper) costs several times
 that, and these reads run on every message. A ``PreparedRead`` is a Core ``select`` compiled
-once per database dialect and run straight on the pooled driver connection; bound values and
+once per database dialect and run straight on a driver connection its thread keeps
+(``ReadConnections``); bound values and
 results still pass through the column types' own processors, so a row holds what Core would
 give (dates as ``date``, amounts as ``Decimal``). Everything else uses Core or the ORM.
 """
@@ -161,9 +162,6 @@ class Reads:
             return None
         return read.row_type._make(value if process is None else process(value)
                                    for value, process in zip(row, compiled.results(description)))
-
-    def close(self) -> None:
-        """Nothing to give back (the connection stays with the thread); kept so callers need not know."""
 
 
 class _Dropped(Exception):

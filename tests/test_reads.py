@@ -41,11 +41,7 @@ def member_id(db, rules) -> int:
 
 
 def test_member_with_points_is_the_row_core_reads(db, rules, member_id):
-    reads = db.reads()
-    try:
-        row = member_with_points(reads, "o-reads", rules, TODAY)
-    finally:
-        reads.close()
+    row = member_with_points(db.reads(), "o-reads", rules, TODAY)
     with db.engine.connect() as connection:
         core = connection.execute(_MEMBER_WITH_POINTS.statement, {"openid": "o-reads", **_values(rules, TODAY)}).one()
     assert tuple(row) == tuple(core)
@@ -64,14 +60,11 @@ def test_member_row_converts_as_core_does(db, member_id):
 
 def test_member_and_staff_rows(db, member_id):
     reads = db.reads()
-    try:
-        assert members.member_row(reads, "o-reads").id == member_id
-        assert members.member_row(reads, "o-nobody") is None
-        assert members.staff_row(reads, "o-staff").name == "王经理"
-        assert members.staff_row(reads, "o-reads") is None
-        assert members.member_row(reads, "'; DROP TABLE members; --") is None  # a value, never SQL
-    finally:
-        reads.close()
+    assert members.member_row(reads, "o-reads").id == member_id
+    assert members.member_row(reads, "o-nobody") is None
+    assert members.staff_row(reads, "o-staff").name == "王经理"
+    assert members.staff_row(reads, "o-reads") is None
+    assert members.member_row(reads, "'; DROP TABLE members; --") is None  # a value, never SQL
     with db.read() as session:
         assert members.find_by_openid(session, "o-reads").id == member_id
 
