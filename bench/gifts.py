@@ -156,8 +156,12 @@ class Race:
                 errors += 1
                 self._example(answer)
         connection.close()
+        self._tally(mine, confirmed, sold_out, errors, sent)
+
+    def _tally(self, confirm_ms: list[float], confirmed: int, sold_out: int, errors: int, sent: int) -> None:
+        """Add one member's counts to the race's."""
         with self.lock:
-            self.confirm_ms += mine
+            self.confirm_ms += confirm_ms
             self.confirmed += confirmed
             self.sold_out += sold_out
             self.errors += errors
@@ -190,11 +194,7 @@ class Race:
                 self._example(answer)
             turn += every
         connection.close()
-        with self.lock:
-            self.confirm_ms += mine
-            self.confirmed += confirmed
-            self.errors += errors
-            self.requests += sent
+        self._tally(mine, confirmed, 0, errors, sent)
 
     def run_paced(self, rate: float, seconds: float) -> float:
         """``rate`` redemptions a second in all, for ``seconds``: the latency members see at that rate."""

@@ -4,9 +4,9 @@ Around a statement SQLite answers in 10–20 µs, SQLAlchemy's execution (cache 
 statement tree, execution context, result object, events, pool wrapper) costs several times
 that, and these reads run on every message. A ``PreparedRead`` is a Core ``select`` compiled
 once per database dialect and run straight on a driver connection its thread keeps
-(``ReadConnections``); bound values and
-results still pass through the column types' own processors, so a row holds what Core would
-give (dates as ``date``, amounts as ``Decimal``). Everything else uses Core or the ORM.
+(``ReadConnections``); bound values and results still pass through the column types' own
+processors, so a row holds what Core would give (dates as ``date``, amounts as ``Decimal``).
+Everything else uses Core or the ORM.
 """
 from __future__ import annotations
 
