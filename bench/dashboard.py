@@ -89,7 +89,7 @@ def prepare(members: int, rebuild: bool) -> Path:
 
     db = Database(f"sqlite:///{path}")
     with db.write() as session:
-        evaluate_all(session, load_rules(DEFAULT_RULES_PATH), TODAY)
+        evaluate_all(session, load_rules(DEFAULT_RULES_PATH), TODAY, now=datetime.combine(TODAY, datetime.min.time(), timezone.utc))
     db.engine.dispose()
     add_gifts_and_tickets(path, members)
     add_event_signups(path, members)

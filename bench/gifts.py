@@ -58,7 +58,7 @@ def write_rules(path: Path) -> None:
 
 
 def seed(url: str, rules_path: Path, members: int, items: int) -> None:
-    from datetime import date
+    from datetime import date, datetime, timezone
 
     from rules import load_rules
     from storage import gifts, ledger
@@ -69,14 +69,15 @@ def seed(url: str, rules_path: Path, members: int, items: int) -> None:
     load_rules(rules_path)  # fail here, not in the workers
     db = Database(url)
     upgrade(db)
+    now = datetime.now(timezone.utc)
     with db.write() as session:
         for n in range(members):
             member = Member(card_no=f"G{n:07d}", name=f"会员{n}", phone=f"137{n:08d}", tier="D",
-                            openid=f"bench-gift-{n}", points_balance=0)
+                            openid=f"bench-gift-{n}", points_balance=0, created_at=now, updated_at=now)
             session.add(member)
             session.flush()
-            ledger.award_points(session, member.id, 100_000, expires_on=date(2099, 1, 1))
-        gifts.adjust_stock(session, GIFT["id"], items, actor="bench")
+            ledger.award_points(session, member.id, 100_000, expires_on=date(2099, 1, 1), occurred_at=now)
+        gifts.adjust_stock(session, GIFT["id"], items, actor="bench", now=datetime.now(timezone.utc))
     db.dispose()
 
 
@@ -292,12 +293,14 @@ def percentiles(latencies_ms: list[float]) -> dict[str, float]:
 
 def restock(url: str, items: int) -> None:
     """Stock for the paced run, after the race sold everything."""
+    from datetime import datetime, timezone
+
     from storage import gifts
     from storage.db import Database
 
     db = Database(url)
     with db.write() as session:
-        gifts.adjust_stock(session, GIFT["id"], items, actor="bench")
+        gifts.adjust_stock(session, GIFT["id"], items, actor="bench", now=datetime.now(timezone.utc))
     db.dispose()
 
 

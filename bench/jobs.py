@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import DATA, ROOT, free_port, redis_server, reuse_or_create, wait_for_http  # noqa: E402
 
 TODAY = date(2026, 11, 23)
+NOW = datetime(2026, 11, 23, 2, tzinfo=timezone.utc)  # 10:00 on TODAY in Shanghai
 TIERS = [("D", 0.80), ("C", 0.13), ("B", 0.05), ("A", 0.02)]
 
 
@@ -116,8 +117,8 @@ def measure_birthday(path: str) -> dict:
     with db._writer() as session:
         session.begin()
         started = time.perf_counter()
-        plan = plan_birthday(session, rules, TODAY)
-        planned = sum(outbox.insert_audience(session, a) for a in plan.audiences)
+        plan = plan_birthday(session, rules, NOW)
+        planned = sum(outbox.insert_audience(session, a, NOW) for a in plan.audiences)
         elapsed = time.perf_counter() - started
         session.rollback()
     return {"seconds": elapsed, "what": f"{planned:,} pushes planned for {TODAY}"}
@@ -131,7 +132,7 @@ def measure_evaluation(path: str) -> dict:
     with db._writer() as session:
         session.begin()
         started = time.perf_counter()
-        stats = tiers.evaluate_all(session, rules, TODAY)
+        stats = tiers.evaluate_all(session, rules, TODAY, now=NOW)
         elapsed = time.perf_counter() - started
         session.rollback()
     return {"seconds": elapsed, "what": f"{stats.members:,} members; retention {stats.segments.get('retention', 0):,}"}
@@ -149,7 +150,7 @@ def measure_reset(path: str, count: int) -> dict:
         session.begin()
         chosen = select(Member.id).where(Member.points_balance > 0, Member.id % 10 == 3).limit(count)
         started = time.perf_counter()
-        reset = ledger.reset_points_bulk(session, chosen, reason="bench", key_prefix="bench:")
+        reset = ledger.reset_points_bulk(session, chosen, reason="bench", key_prefix="bench:", now=NOW)
         elapsed = time.perf_counter() - started
         session.rollback()
     return {"seconds": elapsed, "what": f"{reset:,} members reset"}
@@ -172,7 +173,7 @@ def measure_pushes(path: str, pushes: int, redis_url: str, api_base: str) -> dic
             .order_by(Member.id).limit(pushes).subquery()
         audience = outbox.member_audience("bench", "throughput", Member.id.in_(select(first.c.id)),
                                           "birthday_greeting")
-        planned = outbox.insert_audience(session, audience)
+        planned = outbox.insert_audience(session, audience, state.now())
     started = time.perf_counter()
     stats = drain(state)
     elapsed = time.perf_counter() - started

@@ -17,7 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from datetime import date
+from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -85,7 +85,8 @@ def measure(path: Path, reset_members: int) -> None:
 
     rules = load_rules(DEFAULT_RULES_PATH)
     db = Database(f"sqlite:///{path}")
-    today = date.today()
+    now = datetime.now(timezone.utc)
+    today = rules.today(now)
 
     def step(label: str, run) -> None:
         started = time.monotonic()
@@ -95,7 +96,7 @@ def measure(path: Path, reset_members: int) -> None:
 
     def evaluate():
         with db.write() as s:
-            stats = tiers.evaluate_all(s, rules, today)
+            stats = tiers.evaluate_all(s, rules, today, now=now)
         return f"segments {stats.segments}, activity {stats.activities}"
 
     def changes():
@@ -108,12 +109,12 @@ def measure(path: Path, reset_members: int) -> None:
 
     def expire():
         with db.write() as s:
-            return f"{ledger.expire_due_lots(s, today):,} points expired"
+            return f"{ledger.expire_due_lots(s, now, today):,} points expired"
 
     def reset():
         chosen = select(Member.id).where(Member.id <= reset_members)
         with db.write() as s:
-            return f"{ledger.reset_points_bulk(s, chosen, reason='bench', key_prefix='bench-reset:'):,} members reset"
+            return f"{ledger.reset_points_bulk(s, chosen, reason='bench', key_prefix='bench-reset:', now=now):,} members reset"
 
     print(f"peak RSS after imports: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     step("evaluate_all", evaluate)

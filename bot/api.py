@@ -161,7 +161,7 @@ def refund(receipt_no: str):
     except FieldError as exc:
         return jsonify(error=str(exc), field=exc.field), 422
     with _state().db.write() as session:
-        result = refund_purchase(session, receipt_no, wanted, actor="api", rules=_state().rules)
+        result = refund_purchase(session, receipt_no, wanted, actor="api", rules=_state().rules, now=_state().now())
     status = {"refunded": 200, "already_refunded": 200, "not_found": 404, "refused": 422}[result.status]
     return jsonify(result.as_dict()), status
 

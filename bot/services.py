@@ -49,6 +49,11 @@ class BotState:
         """Today's date in the rules' time zone, from the injected clock."""
         return self.rules.today(self.now())
 
+    def moment_on(self, day: date) -> datetime:
+        """The clock's now moved to ``day`` (its local time of day kept): the moment of a job run or a
+        command told ``--date day`` (now itself when ``day`` is today)."""
+        return self.rules.moment_on(day, self.now())
+
     @property
     def wechat(self) -> "ApiClient":
         """The WeChat API client (created on first use)."""

@@ -9,12 +9,12 @@ from storage.members import set_opted_out
 @member_required
 def unsubscribe(ctx: Context) -> str:
     with ctx.db.write() as session:
-        set_opted_out(session, ctx.member.id, True, f"openid:{ctx.openid}")
+        set_opted_out(session, ctx.member.id, True, f"openid:{ctx.openid}", now=ctx.now)
     return ctx.text("unsubscribed")
 
 
 @member_required
 def subscribe(ctx: Context) -> str:
     with ctx.db.write() as session:
-        set_opted_out(session, ctx.member.id, False, f"openid:{ctx.openid}")
+        set_opted_out(session, ctx.member.id, False, f"openid:{ctx.openid}", now=ctx.now)
     return ctx.text("resubscribed")

@@ -11,7 +11,7 @@ from storage.members import BindOutcome
 
 def welcome(ctx: Context) -> str:
     with ctx.db.write() as session:
-        member = members.set_following(session, ctx.openid, True)
+        member = members.set_following(session, ctx.openid, True, now=ctx.now)
         if member is not None:  # followed again while still bound: no bind hint, a welcome back
             return ctx.text("welcome_back", name=member.name, card_no=member.card_no,
                             tier_name=ctx.rules.tier(member.tier).name)
@@ -20,7 +20,7 @@ def welcome(ctx: Context) -> str:
 
 def unfollow(ctx: Context) -> None:
     with ctx.db.write() as session:
-        members.set_following(session, ctx.openid, False)
+        members.set_following(session, ctx.openid, False, now=ctx.now)
     ctx.dialog.end()
     return None  # WeChat shows nothing to someone who has left
 
@@ -35,7 +35,7 @@ def _card_and_maybe_phone(text: str) -> dict[str, Any]:
 
 def _try_bind(ctx: Context, answers: dict[str, Any]) -> str:
     with ctx.db.write() as session:
-        outcome, member = members.bind_member(session, ctx.openid, answers["card_no"], answers["phone"])
+        outcome, member = members.bind_member(session, ctx.openid, answers["card_no"], answers["phone"], now=ctx.now)
         if outcome is BindOutcome.BOUND:
             tier_name = ctx.rules.tier(member.tier).name
             return ctx.text("bind_success", name=member.name, card_no=member.card_no, tier_name=tier_name)
@@ -74,7 +74,7 @@ def bind(ctx: Context) -> str | None:
 
 def unbind(ctx: Context) -> str:
     with ctx.db.write() as session:
-        member = members.unbind_member(session, ctx.openid)
+        member = members.unbind_member(session, ctx.openid, now=ctx.now)
     if member is None:
         return ctx.text("not_bound")
     return ctx.text("unbind_success", card_no=member.card_no)

@@ -127,7 +127,7 @@ def _reply(ctx: Context, wait: bool) -> str:
             done = complaints.reply(session, rules, ctx.now, ctx.staff, number, text, wait=wait)
             ticket_no, event_id = done.ticket.number, done.event.id
             if not _window_open(ctx, done.member_openid):
-                complaints.reply_by_template(session, rules, done.event, done.ticket)
+                complaints.reply_by_template(session, rules, ctx.now, done.event, done.ticket)
                 done.event.delivery = "template"
                 return ctx.text("staff_reply_queued", ticket_no=ticket_no)
     except TicketError as exc:
@@ -143,7 +143,7 @@ def _reply(ctx: Context, wait: bool) -> str:
         with ctx.db.write() as session:
             ticket = complaints.staff_ticket(session, ctx.staff, ticket_no)
             event = session.get(complaints.TicketEvent, event_id)
-            complaints.reply_by_template(session, rules, event, ticket)
+            complaints.reply_by_template(session, rules, ctx.now, event, ticket)
         delivery = f"template after {code}"
         answer = "staff_reply_queued" if not wait else "staff_waiting"
         if code not in WINDOW_CLOSED:

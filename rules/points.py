@@ -65,8 +65,18 @@ class PointsRules(Frozen):
 
 
 class RetentionRules(Frozen):
+    """挽留群体: points, tier and privileges kept ``grace_months``; their points do not expire meanwhile."""
+
     grace_months: int = Field(ge=0)
     reminder_days_before: list[int] = Field(default_factory=list)
+
+
+class LapsedRules(Frozen):
+    """抛弃客户: marketing stops (pushes); points are reset once when a member the programme has known for
+    the whole window lapses; members of ``keep_tier`` keep their card (tier) while lapsed."""
+
+    reset_points: bool = True
+    keep_tier: list[str] = Field(default_factory=list)
 
 
 class PointsMessages(MessageTexts):

@@ -16,7 +16,7 @@ from rules.events import EventRules, EventsMessages
 from rules.gifts import GiftRules, GiftsMessages
 from rules.jobs import Jobs
 from rules.membership import BindingRules, MembershipMessages
-from rules.points import PointsMessages, PointsRules, RetentionRules, SegmentRules, Tier, TierGap
+from rules.points import LapsedRules, PointsMessages, PointsRules, RetentionRules, SegmentRules, Tier, TierGap
 from rules.pushes import OptOutMessages, PushRules
 
 
@@ -33,6 +33,7 @@ class Rules(Frozen):
     segments: SegmentRules
     points: PointsRules
     retention: RetentionRules
+    lapsed: LapsedRules
     binding: BindingRules
     dialog: DialogRules
     webhook: WebhookRules
@@ -46,6 +47,15 @@ class Rules(Frozen):
     dashboard: DashboardRules
     gifts: GiftRules
     events: EventRules
+
+    @field_validator("lapsed")
+    @classmethod
+    def _lapsed_names_known_tiers(cls, lapsed: LapsedRules, info: ValidationInfo) -> LapsedRules:
+        tiers = info.data.get("tiers")
+        strangers = sorted(set(lapsed.keep_tier) - {t.id for t in tiers}) if tiers else []
+        if strangers:
+            raise ValueError(f"lapsed.keep_tier names unknown tier(s): {', '.join(strangers)}")
+        return lapsed
 
     @field_validator("events")
     @classmethod
@@ -148,6 +158,12 @@ class Rules(Frozen):
     def local_midnight(self, day: date) -> datetime:
         """The UTC instant at which ``day`` starts in the rules' time zone."""
         return datetime.combine(day, time(0), self.zone).astimezone(timezone.utc)
+
+    def moment_on(self, day: date, now: datetime) -> datetime:
+        """``now`` moved to the local date ``day``, its local time of day kept (``now`` itself on its own day)."""
+        if day == self.today(now):
+            return now
+        return datetime.combine(day, now.astimezone(self.zone).time(), self.zone).astimezone(timezone.utc)
 
     def last_days_start(self, today: date, days: int) -> datetime:
         """The UTC instant "the last ``days`` days" start at: local dates after today − days."""

@@ -151,11 +151,12 @@ def _alert_extra(rules: Rules, ticket: Ticket, **more: Any) -> str:
                              resolution_due=local_text(rules, ticket.resolution_due_at), **more)
 
 
-def alert_staff(session: Session, rules: Rules, ticket: Ticket, job: str, occasion: str, staff_id: str | None,
+def alert_staff(session: Session, rules: Rules, now: datetime, ticket: Ticket, job: str, occasion: str,
+                staff_id: str | None,
                 message: str, **more: Any) -> bool:
     if staff_id is None:
         return False
-    return outbox.enqueue_staff_push(session, job, occasion, staff_id, message, member_id=ticket.member_id,
+    return outbox.enqueue_staff_push(session, job, occasion, staff_id, message, now=now, member_id=ticket.member_id,
                                      extra=_alert_extra(rules, ticket, **more))
 
 
@@ -201,9 +202,9 @@ def open_ticket(session: Session, rules: Rules, now: datetime, member: Member, c
     if assignee is None:
         log.warning("ticket %s: no account manager and no bound service staff; supervisors alerted", ticket.number)
         for sup in supervisors(session):
-            alert_staff(session, rules, ticket, "ticket_assigned", ticket.number, sup, cfg.pushes.assigned)
+            alert_staff(session, rules, now, ticket, "ticket_assigned", ticket.number, sup, cfg.pushes.assigned)
     else:
-        alert_staff(session, rules, ticket, "ticket_assigned", ticket.number, assignee, cfg.pushes.assigned)
+        alert_staff(session, rules, now, ticket, "ticket_assigned", ticket.number, assignee, cfg.pushes.assigned)
     _flag_repeated(session, rules, ticket, now)
     return Opened(ticket, True)
 
@@ -219,7 +220,7 @@ def _flag_repeated(session: Session, rules: Rules, ticket: Ticket, now: datetime
     if count >= cfg.repeated_count:
         ticket.repeated = True
         for sup in supervisors(session):
-            alert_staff(session, rules, ticket, "ticket_repeated", ticket.number, sup, cfg.pushes.repeated,
+            alert_staff(session, rules, now, ticket, "ticket_repeated", ticket.number, sup, cfg.pushes.repeated,
                         count=count)
 
 
@@ -272,7 +273,7 @@ def add_note(session: Session, rules: Rules, now: datetime, member_id: int, numb
         add_event(session, ticket, "note", f"member:{member_id}", now, text)
     recompute(session, rules, ticket)
     event_count = session.scalar(select(func.count()).select_from(TicketEvent).where(TicketEvent.ticket_id == ticket.id))
-    alert_staff(session, rules, ticket, "ticket_note", f"{ticket.number}:{event_count}", ticket.assignee_id,
+    alert_staff(session, rules, now, ticket, "ticket_note", f"{ticket.number}:{event_count}", ticket.assignee_id,
                 cfg.pushes.member_note, note=excerpt(text, cfg.excerpt_chars))
     return ticket, outcome
 
@@ -310,7 +311,7 @@ def rate(session: Session, rules: Rules, now: datetime, member_id: int, ticket: 
     add_event(session, ticket, "rated", f"member:{member_id}", now, f"{score}" + (f" {comment}" if comment else ""))
     if score <= cfg.low_rating_at_most:
         for sup in supervisors(session):
-            alert_staff(session, rules, ticket, "ticket_low_rating", ticket.number, sup, cfg.pushes.low_rating,
+            alert_staff(session, rules, now, ticket, "ticket_low_rating", ticket.number, sup, cfg.pushes.low_rating,
                         rating=score, comment=excerpt(comment or "", cfg.excerpt_chars))
     return Rated.THANKS
 
@@ -400,10 +401,10 @@ def reply(session: Session, rules: Rules, now: datetime, staff, number: str, tex
     return Replied(ticket, event, member.openid if member is not None else None)
 
 
-def reply_by_template(session: Session, rules: Rules, event: TicketEvent, ticket: Ticket) -> None:
+def reply_by_template(session: Session, rules: Rules, now: datetime, event: TicketEvent, ticket: Ticket) -> None:
     """The reply as a notice through the outbox (when the member's customer-service window is closed)."""
     outbox.enqueue_member_push(session, "ticket_reply", f"{ticket.number}:{event.id}", ticket.member_id,
-                               rules.complaints.pushes.reply, marketing=False,
+                               rules.complaints.pushes.reply, now=now, marketing=False,
                                extra=outbox.extra_json(ticket_no=ticket.number, reply=event.body))
 
 
@@ -422,7 +423,7 @@ def transfer(session: Session, rules: Rules, now: datetime, staff, number: str, 
     previous = ticket.assignee_id
     ticket.assignee_id = target.id
     event = add_event(session, ticket, "transferred", f"staff:{staff.id}", now, f"{previous or '-'} -> {target.id}")
-    alert_staff(session, rules, ticket, "ticket_transferred", f"{ticket.number}:{event.id}", target.id,
+    alert_staff(session, rules, now, ticket, "ticket_transferred", f"{ticket.number}:{event.id}", target.id,
                 rules.complaints.pushes.transferred, by=staff.name)
     return ticket
 
@@ -449,7 +450,7 @@ def resolve(session: Session, rules: Rules, now: datetime, staff, number: str, s
     if ask:
         ticket.rating_asked_at, ticket.rating_asked_period = now, ticket.period
     outbox.enqueue_member_push(session, "ticket_resolved", f"{ticket.number}:{ticket.period}", ticket.member_id,
-                               cfg.pushes.resolved_rate if ask else cfg.pushes.resolved, marketing=False,
+                               cfg.pushes.resolved_rate if ask else cfg.pushes.resolved, now=now, marketing=False,
                                extra=outbox.extra_json(ticket_no=ticket.number, summary=ticket.summary))
     days = cfg.callback_days.get("resolved")
     if days is not None:
@@ -515,7 +516,7 @@ def create_callback(session: Session, rules: Rules, now: datetime, source: str, 
         return False
     if staff_id is not None:
         outbox.enqueue_staff_push(session, "callback_new", f"cb{callback.id}", staff_id, rules.complaints.pushes.callback,
-                                  member_id=member_id,
+                                  now=now, member_id=member_id,
                                   extra=outbox.extra_json(callback_no=callback.id, due=local_text(rules, due_at),
                                                           reason=reason))
     return True
@@ -604,20 +605,20 @@ def watch(session: Session, rules: Rules, now: datetime) -> WatchReport:
                     report.held_for_night += 1
                     continue
                 for sup in sups:
-                    alert_staff(session, rules, ticket, "ticket_breach", occasion, sup, cfg.pushes.breach,
+                    alert_staff(session, rules, now, ticket, "ticket_breach", occasion, sup, cfg.pushes.breach,
                                 deadline="首次响应" if kind == "r" else "解决", due=local_text(rules, due))
             elif cfg.elapsed(now, due, rules.zone) <= timedelta(hours=hours * (1 - cfg.warn_at_share)):
                 if quiet:
                     report.held_for_night += 1
                     continue
-                if alert_staff(session, rules, ticket, "ticket_warn", occasion, ticket.assignee_id, cfg.pushes.warning,
+                if alert_staff(session, rules, now, ticket, "ticket_warn", occasion, ticket.assignee_id, cfg.pushes.warning,
                                deadline="首次响应" if kind == "r" else "解决", due=local_text(rules, due)):
                     report.warned += 1
     overdue = session.execute(select(CallBack).where(CallBack.done_at.is_(None), CallBack.due_at <= now,
                                                      CallBack.staff_id.is_not(None))).scalars().all()
     for callback in overdue:
         if outbox.enqueue_staff_push(session, "callback_overdue", f"cb{callback.id}", callback.staff_id,
-                                     cfg.pushes.callback_overdue, member_id=callback.member_id,
+                                     cfg.pushes.callback_overdue, now=now, member_id=callback.member_id,
                                      extra=outbox.extra_json(callback_no=callback.id,
                                                              due=local_text(rules, callback.due_at))):
             report.callbacks_overdue += 1

@@ -28,7 +28,7 @@ from rules import BotError, Rules
 from rules.events import Event, EventSession
 from storage import outbox
 from storage.codes import new_code, normalise_code
-from storage.models import EventSessionRow, EventSignup, Member, utcnow
+from storage.models import EventSessionRow, EventSignup, Member
 
 LIVE = ("booked", "waitlisted")
 PROMOTION_JOB = "event_promotion"  # the outbox job of waitlist promotions (occasion: promo:<signup id>)
@@ -112,13 +112,13 @@ def _is_postgresql(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-def lock_session_row(session: Session, rules: Rules, event: Event, es: EventSession) -> EventSessionRow:
+def lock_session_row(session: Session, rules: Rules, event: Event, es: EventSession, now: datetime) -> EventSessionRow:
     """The session's seat row, created if needed, locked until the transaction ends."""
     session.execute(
         _insert(session)(EventSessionRow).values(
             event_id=event.id, session_key=es.id, title=event.title, starts_at=rules.local_instant(es.starts),
             ends_at=rules.local_instant(es.ends), place=es.place, capacity=es.capacity, seats_taken=0,
-            created_at=utcnow())
+            created_at=now)
         .on_conflict_do_nothing(index_elements=["event_id", "session_key"])
     )
     return _locked_row(session, and_(EventSessionRow.event_id == event.id, EventSessionRow.session_key == es.id))
@@ -219,7 +219,7 @@ def sign_up(session: Session, rules: Rules, event: Event, session_id: str, membe
     party = guests + 1
     if party > es.capacity:
         raise EventRefused("join_party_too_big", party=party, **values, **session_values(rules, event, es))
-    row = lock_session_row(session, rules, event, es)
+    row = lock_session_row(session, rules, event, es, now)
     existing = live_signup(session, member.id, event.id)
     if existing is not None:
         raise already_signed_up(session, rules, existing)
@@ -265,7 +265,7 @@ def promote_waitlist(session: Session, rules: Rules, row: EventSessionRow, now: 
             session, PROMOTION_JOB, f"promo:{nxt.id}", nxt.member_id, rules.events.pushes.promoted,
             extra=outbox.extra_json(**event_values(rules, event), **session_values(rules, event, es),
                                     code=nxt.code, party=nxt.party),
-            marketing=False)
+            now=now, marketing=False)
         promoted.append(nxt)
     return promoted
 

@@ -29,7 +29,7 @@ from rules.gifts import Gift
 from storage import ledger, outbox
 from storage.codes import new_code, normalise_code
 from storage.models import (
-    GiftEntitlement, GiftRedemption, GiftRedemptionEvent, GiftStock, GiftStockChange, Member, utcnow,
+    GiftEntitlement, GiftRedemption, GiftRedemptionEvent, GiftStock, GiftStockChange, Member,
 )
 
 CODE_LENGTH = 8  # storage/codes.py: about 8.5 × 10^11 codes
@@ -80,29 +80,29 @@ def _counts(row: GiftStock | None) -> tuple[int, int, int]:
     return (row.stock, row.reserved, row.handed_over) if row is not None else (0, 0, 0)
 
 
-def adjust_stock(session: Session, gift_id: str, change: int, actor: str) -> GiftStock:
+def adjust_stock(session: Session, gift_id: str, change: int, actor: str, *, now: datetime) -> GiftStock:
     """Add (or with a negative ``change`` take away) stock; never below what open codes reserve."""
     if change == 0:
         raise BotError("a stock change of 0 changes nothing")
-    _ensure_stock_row(session, gift_id)
+    _ensure_stock_row(session, gift_id, now)
     result = session.execute(
         update(GiftStock).where(GiftStock.gift_id == gift_id, GiftStock.stock + change >= GiftStock.reserved)
-        .values(stock=GiftStock.stock + change, updated_at=utcnow())
+        .values(stock=GiftStock.stock + change, updated_at=now)
     )
     row = session.get(GiftStock, gift_id, populate_existing=True)
     if result.rowcount != 1:
         raise BotError(f"{gift_id}: stock {row.stock}, {row.reserved} reserved for open codes: "
                        f"cannot take away {-change} (at most {row.stock - row.reserved})")
-    session.add(GiftStockChange(gift_id=gift_id, change=change, stock_after=row.stock, actor=actor))
+    session.add(GiftStockChange(gift_id=gift_id, change=change, stock_after=row.stock, actor=actor, at=now))
     session.flush()
     return row
 
 
-def _ensure_stock_row(session: Session, gift_id: str) -> None:
+def _ensure_stock_row(session: Session, gift_id: str, now: datetime) -> None:
     """Create the gift's stock row (0) if it has none; concurrent callers create one."""
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    session.execute(insert(GiftStock).values(gift_id=gift_id, stock=0, reserved=0, handed_over=0, updated_at=utcnow())
+    session.execute(insert(GiftStock).values(gift_id=gift_id, stock=0, reserved=0, handed_over=0, updated_at=now)
                     .on_conflict_do_nothing(index_elements=["gift_id"]))
 
 
@@ -267,7 +267,7 @@ def redeem(session: Session, rules: Rules, member_id: int, gift_id: str, now: da
                               min_purchase=f"{rules.gifts.vip_gift_min_purchase:,.0f}")
     _history(session, redemption, None, "open", actor, f"{gift.kind} {gift.points or 0} points", now)
     if gift.fulfilment == "mail":
-        _alert_mail(session, rules, member, redemption)
+        _alert_mail(session, rules, member, redemption, now)
     return redemption
 
 
@@ -288,24 +288,24 @@ _RESERVE = (update(_stock).where(_stock.c.gift_id == bindparam("reserved_gift"),
             .values(reserved=_stock.c.reserved + 1))
 
 
-def _alert_mail(session: Session, rules: Rules, member: Member, redemption: GiftRedemption) -> None:
+def _alert_mail(session: Session, rules: Rules, member: Member, redemption: GiftRedemption, now: datetime) -> None:
     """The member's account manager, or the service desk, gets the address of a gift to mail."""
     staff_id = member.manager_id or rules.gifts.service_desk
     if staff_id is None:
         return
     outbox.enqueue_staff_push(
-        session, "gifts", f"mail:{redemption.code}", staff_id, rules.gifts.mail_alert_message, member_id=member.id,
+        session, "gifts", f"mail:{redemption.code}", staff_id, rules.gifts.mail_alert_message, now=now, member_id=member.id,
         extra=outbox.extra_json(gift_name=redemption.gift_name, code=redemption.code, mail_name=redemption.mail_name,
                                 mail_phone=redemption.mail_phone, mail_address=redemption.mail_address),
     )
 
 
 def _history(session: Session, redemption: GiftRedemption, from_status: str | None, to_status: str, actor: str,
-             note: str | None = None, at: datetime | None = None) -> None:
+             note: str | None, at: datetime) -> None:
     # A Core INSERT: nothing reads the event back in this transaction, and the ORM's flush costs four times more.
     session.connection().execute(_ADD_EVENT, {"redemption_id": redemption.id, "from_status": from_status,
                                               "to_status": to_status, "actor": actor, "note": note,
-                                              "at": at or utcnow()})
+                                              "at": at})
 
 
 _ADD_EVENT = insert(GiftRedemptionEvent.__table__)
@@ -352,14 +352,14 @@ def _close(session: Session, redemption: GiftRedemption, to_status: str, actor: 
     return True
 
 
-def _give_back(session: Session, rules: Rules, redemption: GiftRedemption, today: date, why: str) -> int:
+def _give_back(session: Session, rules: Rules, redemption: GiftRedemption, now: datetime, why: str) -> int:
     """Stock, points and entitlement of a code that was cancelled or expired come back; returns the points."""
     session.execute(update(GiftStock).where(GiftStock.gift_id == redemption.gift_id)
                     .values(reserved=GiftStock.reserved - 1).execution_options(synchronize_session=False))
     session.execute(update(GiftEntitlement).where(GiftEntitlement.redemption_id == redemption.id)
                     .values(redemption_id=None).execution_options(synchronize_session=False))
     if redemption.points:
-        ledger.restore_points(session, redemption.member_id, redemption.points, today=today,
+        ledger.restore_points(session, redemption.member_id, redemption.points, now=now, today=rules.today(now),
                               reference=redemption.code, note=f"{why}: {redemption.gift_name}",
                               idempotency_key=f"{ledger.GIFT_BACK_KEY}{redemption.code}")
     return redemption.points
@@ -375,7 +375,7 @@ def cancel(session: Session, rules: Rules, code: str, member_id: int, actor: str
         return Closing("not_found")
     if redemption.status != "open" or not _close(session, redemption, "cancelled", actor, now, "cancelled by the member"):
         return Closing("not_open", redemption)
-    points = _give_back(session, rules, redemption, rules.today(now), "cancelled")
+    points = _give_back(session, rules, redemption, now, "cancelled")
     return Closing("done", redemption, points_back=points)
 
 
@@ -397,20 +397,20 @@ def hand_over(session: Session, code: str, actor: str, now: datetime, note: str 
     return Closing("done", redemption)
 
 
-def expire_due(session: Session, rules: Rules, today: date, message: str, now: datetime | None = None) -> int:
+def expire_due(session: Session, rules: Rules, now: datetime, message: str) -> int:
     """Expire every open pickup code whose last day is before ``today``: points, stock and entitlement come
     back, and the member is told once (one push per code). Returns the codes expired. A gift to mail
     waits on staff, not on the member: it does not expire."""
-    now = now or utcnow()
+    today = rules.today(now)
     due = list(session.scalars(select(GiftRedemption).where(*_due(today)).order_by(GiftRedemption.id)))
     expired = 0
     for redemption in due:
         if not _close(session, redemption, "expired", "job:gift_expiry", now, "not collected in time"):
             continue
-        points = _give_back(session, rules, redemption, today, "expired")
+        points = _give_back(session, rules, redemption, now, "expired")
         returned = f"{points:,} 积分已退回，" if points else ""
         outbox.enqueue_member_push(
-            session, "gift_expiry", redemption.code, redemption.member_id, message, marketing=False,
+            session, "gift_expiry", redemption.code, redemption.member_id, message, now=now, marketing=False,
             extra=outbox.extra_json(gift_name=redemption.gift_name, code=redemption.code,
                                     valid_until=redemption.valid_until.isoformat(), returned=returned),
         )
@@ -431,7 +431,7 @@ def _due(today: date) -> tuple:
 
 
 def record_purchase_entitlements(session: Session, rules: Rules, member: Member, receipt_no: str, amount: Decimal,
-                                 purchased_at: datetime) -> int:
+                                 purchased_at: datetime, now: datetime) -> int:
     """Entitlements to the VIP gift list a purchase brings (DOMAIN.md: Gifts; seed 000 第五节 五 (二)):
     one per purchase of at least ``gifts.vip_gift_min_purchase`` by a member of ``vip_gift_tiers``,
     and for ``annual_gift_tiers`` one with the first purchase of each calendar year (purchases of past
@@ -440,10 +440,10 @@ def record_purchase_entitlements(session: Session, rules: Rules, member: Member,
     gifts = rules.gifts
     added = 0
     if member.tier in gifts.vip_gift_tiers and amount >= gifts.vip_gift_min_purchase:
-        added += _entitle(session, member.id, purchase_source(receipt_no), "purchase")
+        added += _entitle(session, member.id, purchase_source(receipt_no), "purchase", now)
     year = rules.today(purchased_at).year
-    if member.tier in gifts.annual_gift_tiers and year == rules.today(utcnow()).year:
-        added += _entitle(session, member.id, annual_source(year), "annual")
+    if member.tier in gifts.annual_gift_tiers and year == rules.today(now).year:
+        added += _entitle(session, member.id, annual_source(year), "annual", now)
     return added
 
 
@@ -482,10 +482,10 @@ def annual_entitled(year: int):
     return Member.id.in_(select(GiftEntitlement.member_id).where(GiftEntitlement.source == annual_source(year)))
 
 
-def _entitle(session: Session, member_id: int, source: str, reason: str) -> int:
+def _entitle(session: Session, member_id: int, source: str, reason: str, now: datetime) -> int:
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     result = session.execute(insert(GiftEntitlement).values(
-        member_id=member_id, source=source, reason=reason, created_at=utcnow(),
+        member_id=member_id, source=source, reason=reason, created_at=now,
     ).on_conflict_do_nothing(index_elements=["member_id", "source"]))
     return result.rowcount or 0

@@ -14,7 +14,7 @@ from sqlalchemy import ColumnElement, Select, and_, bindparam, func, insert, lit
 from sqlalchemy.orm import Session
 
 from rules import BotError
-from storage.models import LedgerEntry, Member, utcnow
+from storage.models import LedgerEntry, Member
 
 BATCH = 5000  # members per statement in bulk operations: bounded memory and lock time
 
@@ -66,7 +66,7 @@ def award_points(
     reference: str | None = None,
     note: str | None = None,
     idempotency_key: str | None = None,
-    occurred_at: datetime | None = None,
+    occurred_at: datetime,
 ) -> LedgerEntry | None:
     """Add an earn lot of ``points`` expiring on ``expires_on``; None if the key was used before."""
     if points <= 0:
@@ -82,7 +82,7 @@ def award_points(
         reference=reference,
         note=note,
         idempotency_key=idempotency_key,
-        occurred_at=occurred_at or utcnow(),
+        occurred_at=occurred_at,
     )
     session.add(entry)
     session.execute(
@@ -101,7 +101,7 @@ def deduct_points(
     reference: str | None = None,
     note: str | None = None,
     idempotency_key: str | None = None,
-    occurred_at: datetime | None = None,
+    occurred_at: datetime,
     first_lot_id: int | None = None,
     new_key: bool = False,
 ) -> int | None:
@@ -130,7 +130,7 @@ def deduct_points(
     _consume_lots(session, member_id, points, first_lot_id)
     added = connection.execute(_ADD_ENTRY, {
         "member_id": member_id, "kind": kind, "amount": -points, "remaining": 0, "reference": reference,
-        "note": note, "idempotency_key": idempotency_key, "occurred_at": occurred_at or utcnow()})
+        "note": note, "idempotency_key": idempotency_key, "occurred_at": occurred_at})
     return added.inserted_primary_key[0]
 
 
@@ -195,18 +195,20 @@ def ledger_sum(session: Session, member_id: int) -> int:
 
 
 def adjust_points(
-    session: Session, member_id: int, points: int, *, note: str, idempotency_key: str | None = None
+    session: Session, member_id: int, points: int, *, note: str, now: datetime, idempotency_key: str | None = None
 ) -> int | None:
     """A manual correction: positive adds non-expiring points, negative deducts (never below zero).
 
     Returns the new entry's id, or None when ``idempotency_key`` was used before."""
     if points < 0:
-        return deduct_points(session, member_id, -points, kind="adjust", note=note, idempotency_key=idempotency_key)
+        return deduct_points(session, member_id, -points, kind="adjust", note=note, idempotency_key=idempotency_key,
+                             occurred_at=now)
     if points == 0:
         raise ValueError("an adjustment of 0 points changes nothing")
     if idempotency_key and find_entry(session, idempotency_key):
         return None
-    entry = LedgerEntry(member_id=member_id, kind="adjust", amount=points, note=note, idempotency_key=idempotency_key)
+    entry = LedgerEntry(member_id=member_id, kind="adjust", amount=points, note=note, idempotency_key=idempotency_key,
+                        occurred_at=now)
     session.add(entry)
     session.execute(
         update(Member).where(Member.id == member_id).values(points_balance=Member.points_balance + points)
@@ -223,7 +225,7 @@ class Reversal:
 
 
 def reverse_points(
-    session: Session, member_id: int, points: int, *, reference: str, idempotency_key: str,
+    session: Session, member_id: int, points: int, *, reference: str, idempotency_key: str, now: datetime,
     lot_id: int | None = None,
 ) -> Reversal:
     """Take back up to ``points`` (a refund); what was already spent is reported as a shortfall."""
@@ -233,11 +235,11 @@ def reverse_points(
     entry_id = None
     if taken > 0:
         entry_id = deduct_points(session, member_id, taken, kind="reverse", reference=reference, note=note,
-                                 idempotency_key=idempotency_key, first_lot_id=lot_id)
+                                 idempotency_key=idempotency_key, first_lot_id=lot_id, occurred_at=now)
     return Reversal(entry_id, taken, points - taken)
 
 
-def reset_points(session: Session, member_id: int, *, reason: str, idempotency_key: str) -> int | None:
+def reset_points(session: Session, member_id: int, *, reason: str, idempotency_key: str, now: datetime) -> int | None:
     """Expire a member's whole balance (retention policy): the entry's id; None if nothing to reset or done before."""
     if find_entry(session, idempotency_key):
         return None
@@ -245,7 +247,7 @@ def reset_points(session: Session, member_id: int, *, reason: str, idempotency_k
     if balance <= 0:
         return None
     return deduct_points(session, member_id, balance, kind="expire", reference=reason,
-                         idempotency_key=idempotency_key)
+                         idempotency_key=idempotency_key, occurred_at=now)
 
 
 def _locked_balance(session: Session, member_id: int) -> int:
@@ -295,14 +297,13 @@ def _due_member_batches(session: Session, due) -> Iterator[list[int]]:
         last = owners[-1]
 
 
-def reset_points_bulk(session: Session, member_ids: Select, *, reason: str, key_prefix: str) -> int:
+def reset_points_bulk(session: Session, member_ids: Select, *, reason: str, key_prefix: str, now: datetime) -> int:
     """Expire the whole balance of every member in ``member_ids``, set-based; returns members reset.
 
     One 'expire' entry per member keyed ``key_prefix + member id``, so a rerun resets nobody twice
     (and never zeroes points earned after the first run).
     """
     reset = 0
-    now = utcnow()
     for ids in _member_batches(session, member_ids):
         inserted = session.execute(
             insert(LedgerEntry)
@@ -337,11 +338,10 @@ def reset_points_bulk(session: Session, member_ids: Select, *, reason: str, key_
     return reset
 
 
-def expire_due_lots(session: Session, today: date) -> int:
-    """Expire every earn lot whose expiry date is before ``today``; returns the points expired."""
+def expire_due_lots(session: Session, now: datetime, today: date) -> int:
+    """Expire every earn lot whose expiry date is before ``today``; returns the points expired (dated ``now``)."""
     due = open_lots(LedgerEntry.expires_on < today)
     expired = 0
-    now = utcnow()
     for ids in _due_member_batches(session, due):
         in_batch = and_(due, LedgerEntry.member_id.in_(ids))
         lots = select(LedgerEntry.member_id, LedgerEntry.remaining, LedgerEntry.id).where(in_batch).subquery()
@@ -400,8 +400,8 @@ def check_balances(session: Session) -> list[BalanceMismatch]:
 
 
 def restore_points(
-    session: Session, member_id: int, points: int, *, today: date, reference: str, idempotency_key: str,
-    note: str | None = None,
+    session: Session, member_id: int, points: int, *, now: datetime, today: date, reference: str,
+    idempotency_key: str, note: str | None = None,
 ) -> LedgerEntry | None:
     """Give back ``points`` a redemption spent (it was cancelled or expired): one ``reverse`` entry of +points
     (its ``idempotency_key`` starts with ``GIFT_BACK_KEY``: the history names it a gift return).
@@ -429,7 +429,7 @@ def restore_points(
         lot.remaining += room
         left -= room
     entry = LedgerEntry(member_id=member_id, kind="reverse", amount=points, reference=reference, note=note,
-                        idempotency_key=idempotency_key)
+                        idempotency_key=idempotency_key, occurred_at=now)
     session.add(entry)
     session.execute(
         update(Member).where(Member.id == member_id).values(points_balance=Member.points_balance + points)

@@ -7,11 +7,11 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
 import redis as redis_lib
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -19,7 +19,7 @@ from rules import BotError, Rules
 from rules.membership import BindingRules
 from storage import ledger
 from storage.csvfile import CsvTable, bad_character
-from storage.models import Member, MemberChange, Staff, utcnow
+from storage.models import Member, MemberChange, Staff
 from storage.reads import PreparedRead, Reads
 from storage.redis import Keys
 
@@ -42,8 +42,17 @@ def birthday_key(birthday: date | None) -> int | None:
     return None if birthday is None else birthday.month * 100 + birthday.day
 
 
-def record_change(session: Session, member_id: int, action: str, actor: str, detail: str | None = None) -> None:
-    session.add(MemberChange(member_id=member_id, action=action, actor=actor, detail=detail))
+def record_change(session: Session, member_id: int, action: str, actor: str, detail: str | None = None, *,
+                  now: datetime) -> None:
+    session.add(MemberChange(member_id=member_id, action=action, actor=actor, detail=detail, at=now))
+
+
+def record_changes(session: Session, where, action: str, actor: str, detail, *, now: datetime) -> None:
+    """``record_change`` for every member matching ``where``, in one INSERT … SELECT; ``detail`` is a SQL
+    expression over the member's columns."""
+    session.execute(insert(MemberChange).from_select(
+        ["member_id", "action", "actor", "detail", "at"],
+        select(Member.id, literal(action), literal(actor), detail, literal(now, MemberChange.at.type)).where(where)))
 
 
 _BY_OPENID = select(Member).where(Member.openid == bindparam("openid"))  # built once: every message asks
@@ -84,7 +93,8 @@ class BindOutcome(enum.Enum):
     STAFF = "staff"  # this openid is a staff member's (a member's account is never a staff account too)
 
 
-def bind_member(session: Session, openid: str, card_no: str, phone: str) -> tuple[BindOutcome, Member | None]:
+def bind_member(session: Session, openid: str, card_no: str, phone: str, *,
+                now: datetime) -> tuple[BindOutcome, Member | None]:
     """Link ``openid`` to the member with this card and phone: one openid per member and vice versa,
     and never an openid bound to staff (员工绑定 refuses a member's openid the same way)."""
     current = find_by_openid(session, openid)
@@ -103,7 +113,7 @@ def bind_member(session: Session, openid: str, card_no: str, phone: str) -> tupl
             result = session.execute(
                 update(Member)
                 .where(Member.id == member.id, Member.openid.is_(None))
-                .values(openid=openid, bound_at=utcnow(), subscribed=True)
+                .values(openid=openid, bound_at=now, subscribed=True)
                 .execution_options(synchronize_session=False)
             )
     except IntegrityError:  # the openid was bound to another card at the same moment
@@ -111,7 +121,7 @@ def bind_member(session: Session, openid: str, card_no: str, phone: str) -> tupl
     if result.rowcount != 1:
         return BindOutcome.CARD_TAKEN, None
     session.refresh(member)
-    record_change(session, member.id, "bind", f"openid:{openid}")
+    record_change(session, member.id, "bind", f"openid:{openid}", now=now)
     log.info("bind: %s bound to card %s", mask_openid(openid), member.card_no)
     return BindOutcome.BOUND, member
 
@@ -180,24 +190,24 @@ def unlock_binding(redis: redis_lib.Redis, keys: Keys, card_or_openid: str) -> l
     return lifted
 
 
-def unbind_member(session: Session, openid: str) -> Member | None:
+def unbind_member(session: Session, openid: str, *, now: datetime) -> Member | None:
     """Unlink ``openid``; returns the member it was bound to, or None."""
     member = find_by_openid(session, openid)
     if member is None:
         return None
     member.openid = None
     member.bound_at = None
-    record_change(session, member.id, "unbind", f"openid:{openid}")
+    record_change(session, member.id, "unbind", f"openid:{openid}", now=now)
     log.info("unbind: %s from card %s", mask_openid(openid), member.card_no)
     return member
 
 
-def set_following(session: Session, openid: str, following: bool) -> Member | None:
+def set_following(session: Session, openid: str, following: bool, *, now: datetime) -> Member | None:
     """Record follow/unfollow; an unfollowed member gets no pushes."""
     member = find_by_openid(session, openid)
     if member is not None and member.subscribed != following:
         member.subscribed = following
-        record_change(session, member.id, "follow" if following else "unfollow", f"openid:{openid}")
+        record_change(session, member.id, "follow" if following else "unfollow", f"openid:{openid}", now=now)
     return member
 
 
@@ -309,11 +319,11 @@ def _optional_date(values: dict[str, str], column: str) -> date | None:
         raise RowError(f"{column} {values[column]!r} is not a date in YYYY-MM-DD form") from None
 
 
-def import_members(session: Session, lines: Iterable[str], rules: Rules, today: date,
+def import_members(session: Session, lines: Iterable[str], rules: Rules, now: datetime,
                    actor: str = "cli") -> ImportReport:
     """Upsert members by card number from CSV text; bad rows are reported, good rows kept.
 
-    ``today`` (the local date) dates the opening balances' lots.
+    ``now`` dates the rows and the opening balances (their lots expire from its local date).
 
     Running the same file again changes nothing: unchanged rows are not written and the
     opening balance is one ledger entry keyed by the card number. A card on more than one line
@@ -347,7 +357,7 @@ def import_members(session: Session, lines: Iterable[str], rules: Rules, today: 
         except RowError as exc:
             report.errors.append((record.line, str(exc)))
             continue
-        _upsert(session, row, rules, today, actor, report)
+        _upsert(session, row, rules, now, actor, report)
     return report
 
 
@@ -376,7 +386,8 @@ def _repeated_card(card_no: str, line: int, found: list[int]) -> str:
     return f"card_no {card_no} is also on lines {', '.join(others)}: none of these {len(found)} lines is imported"
 
 
-def _upsert(session: Session, row: MemberRow, rules: Rules, today: date, actor: str, report: ImportReport) -> None:
+def _upsert(session: Session, row: MemberRow, rules: Rules, now: datetime, actor: str, report: ImportReport) -> None:
+    today = rules.today(now)
     member = find_by_card(session, row.card_no)
     fields: dict[str, object] = {
         "name": row.name,
@@ -394,19 +405,21 @@ def _upsert(session: Session, row: MemberRow, rules: Rules, today: date, actor: 
         fields.update(carried_spend=row.spend, carried_spend_since=since)
     if member is None:
         # An imported tier holds for the evaluation window (storage/tiers.py), unless purchases earn higher.
-        member = Member(card_no=row.card_no, points_balance=0, tier_source="import", tier_since=today, **fields)
+        member = Member(card_no=row.card_no, points_balance=0, tier_source="import", tier_since=today,
+                        created_at=now, updated_at=now, **fields)
         session.add(member)
         session.flush()
-        record_change(session, member.id, "import", actor, "created")
+        record_change(session, member.id, "import", actor, "created", now=now)
         report.created += 1
     else:
         changed = sorted(k for k, v in fields.items() if getattr(member, k) != v)
         if changed:
             for key in changed:
                 setattr(member, key, fields[key])
+            member.updated_at = now
             if "tier" in changed:
                 member.tier_source, member.tier_since, member.downgrade_warned_on = "import", today, None
-            record_change(session, member.id, "import", actor, "changed " + ", ".join(changed))
+            record_change(session, member.id, "import", actor, "changed " + ", ".join(changed), now=now)
             report.updated += 1
         else:
             report.unchanged += 1
@@ -419,14 +432,16 @@ def _upsert(session: Session, row: MemberRow, rules: Rules, today: date, actor: 
             expires_on=tier.lot_expiry(today),
             reference="opening balance",
             idempotency_key=f"opening:{row.card_no}",
+            occurred_at=now,
         )
 
 
-def add_staff(session: Session, staff_id: str, name: str, openid: str | None = None, role: str = "manager") -> Staff:
+def add_staff(session: Session, staff_id: str, name: str, openid: str | None = None, role: str = "manager", *,
+              now: datetime) -> Staff:
     """Create or update a staff member (account managers are named by id in member imports)."""
     staff = session.get(Staff, staff_id)
     if staff is None:
-        staff = Staff(id=staff_id, name=name, openid=openid, role=role)
+        staff = Staff(id=staff_id, name=name, openid=openid, role=role, created_at=now)
         session.add(staff)
     else:
         staff.name, staff.role = name, role
@@ -444,11 +459,11 @@ def list_staff(session: Session) -> list[tuple[Staff, int]]:
     return [(staff, int(n)) for staff, n in rows]
 
 
-def set_opted_out(session: Session, member_id: int, opted_out: bool, actor: str) -> bool:
+def set_opted_out(session: Session, member_id: int, opted_out: bool, actor: str, *, now: datetime) -> bool:
     """Opt a member out of (or back into) marketing pushes; True if it changed."""
     member = session.get(Member, member_id)
     if member is None or member.opted_out == opted_out:
         return False
     member.opted_out = opted_out
-    record_change(session, member.id, "opt_out" if opted_out else "opt_in", actor)
+    record_change(session, member.id, "opt_out" if opted_out else "opt_in", actor, now=now)
     return True

@@ -1,4 +1,8 @@
-"""SQLAlchemy 2.0 typed models. Invariants live here as constraints, not in hope."""
+"""SQLAlchemy 2.0 typed models. Invariants live here as constraints, not in hope.
+
+No column defaults to the wall clock: every time is written by the operation from its caller's
+``now`` (the injected clock), so a row forgotten by an operation fails its NOT NULL at once.
+"""
 from __future__ import annotations
 
 from datetime import date, datetime, timezone
@@ -45,10 +49,6 @@ class UTCDateTime(TypeDecorator):
         return None if value is None else value.replace(tzinfo=timezone.utc)
 
 
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 class Base(DeclarativeBase):
     metadata = MetaData(
         naming_convention={
@@ -70,7 +70,7 @@ class Staff(Base):
     name: Mapped[str] = mapped_column(String(64))
     openid: Mapped[str | None] = mapped_column(String(64), unique=True)
     role: Mapped[str] = mapped_column(String(16), default="manager")  # manager | service | supervisor | admin
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # The dashboard's sign-in (issue 14): a salted hash only, never the password; wrong passwords in a row
     # and the time until which the id is locked.
     password_hash: Mapped[str | None] = mapped_column(String(255))
@@ -113,9 +113,11 @@ class Member(Base):
     segment: Mapped[str | None] = mapped_column(String(16))  # upgrade | stable | retention | lapsed
     activity: Mapped[str | None] = mapped_column(String(16))  # active | swinging | trending | churned
     evaluated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # 挽留: points and tier kept until this day (exclusive), then reset unless the member bought.
     retention_grace_until: Mapped[date | None] = mapped_column(Date)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    lapsed_reset_on: Mapped[date | None] = mapped_column(Date)  # 抛弃: points reset on lapsing (once per lapse)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 OPEN_LOT_SQL = "kind = 'earn' AND remaining > 0"  # the partial index's condition; queries repeat it verbatim
@@ -150,7 +152,7 @@ class LedgerEntry(Base):
     amount: Mapped[int] = mapped_column(BigInteger)  # signed: earn > 0, redeem/expire/reverse < 0
     remaining: Mapped[int] = mapped_column(BigInteger, default=0)
     expires_on: Mapped[date | None] = mapped_column(Date)  # earn lots only
-    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     reference: Mapped[str | None] = mapped_column(String(64))  # receipt no, gift id, job occasion
     note: Mapped[str | None] = mapped_column(Text)
     # Makes a retried operation a no-op: e.g. "purchase:R123", "opening:D0000001".
@@ -174,7 +176,7 @@ class Purchase(Base):
     # Sum of its refunds (purchase_refunds); spend counts amount - refunded_amount.
     refunded_amount: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=0, server_default="0")
     refunded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # set when refunded in full
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class PurchaseRefund(Base):
@@ -195,7 +197,7 @@ class PurchaseRefund(Base):
     shortfall: Mapped[int] = mapped_column(BigInteger, default=0)  # already spent: could not be taken back
     points_expired: Mapped[int] = mapped_column(BigInteger, default=0)  # had expired: nothing to take back
     actor: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class MemberChange(Base):
@@ -212,7 +214,7 @@ class MemberChange(Base):
     action: Mapped[str] = mapped_column(String(32))  # import, bind, unbind, unfollow, opt_out, tier ...
     detail: Mapped[str | None] = mapped_column(Text)
     actor: Mapped[str] = mapped_column(String(64))  # "openid:...", "cli", "api", "job:..."
-    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class OutboxMessage(Base):
@@ -251,7 +253,7 @@ class OutboxMessage(Base):
     claim: Mapped[str | None] = mapped_column(String(32))
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     channel: Mapped[str | None] = mapped_column(String(8))  # template | custom
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # when WeChat accepted the call
     msgid: Mapped[str | None] = mapped_column(String(32))  # what the send call returned (template messages)
     settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # when WeChat's finish event arrived
@@ -268,7 +270,7 @@ class JobRun(Base):
     occasion: Mapped[str] = mapped_column(String(32))
     day: Mapped[date | None] = mapped_column(Date)  # the local day it ran for: a job runs at most once a day
     runner: Mapped[str] = mapped_column(String(64))  # host:pid, to see which scheduler ran it
-    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     planned: Mapped[int] = mapped_column(Integer, default=0)
     note: Mapped[str | None] = mapped_column(Text)
@@ -285,7 +287,7 @@ class Voucher(Base):
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
     occasion: Mapped[str] = mapped_column(String(32))
     valid_until: Mapped[date] = mapped_column(Date)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 # --------------------------------------------------------------------------- complaints (DOMAIN.md: Complaints)
@@ -396,7 +398,7 @@ class AdminSession(Base):
 
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the cookie's token
     staff_id: Mapped[str] = mapped_column(ForeignKey("staff.id"))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 # --------------------------------------------------------------------------- gifts
 # The catalogue is rules (config.yaml `gifts:`); what the database holds is the state that must
@@ -421,7 +423,7 @@ class GiftStock(Base):
     stock: Mapped[int] = mapped_column(Integer, default=0)  # on hand, reserved ones included
     reserved: Mapped[int] = mapped_column(Integer, default=0)  # held for open codes
     handed_over: Mapped[int] = mapped_column(Integer, default=0)  # collected or mailed, ever
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class GiftEntitlement(Base):
@@ -438,7 +440,7 @@ class GiftEntitlement(Base):
     source: Mapped[str] = mapped_column(String(80))  # "purchase:R123" or "annual:2027"
     reason: Mapped[str] = mapped_column(String(16))  # purchase | annual
     redemption_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)  # the redemption that used it
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class GiftRedemption(Base):
@@ -469,7 +471,7 @@ class GiftRedemption(Base):
     tracking: Mapped[str | None] = mapped_column(String(200))  # the note given when mailed
     closed_by: Mapped[str | None] = mapped_column(String(64))  # who handed it over, mailed or cancelled it
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class GiftRedemptionEvent(Base):
@@ -484,7 +486,7 @@ class GiftRedemptionEvent(Base):
     to_status: Mapped[str] = mapped_column(String(10))
     actor: Mapped[str] = mapped_column(String(64))  # "openid:o6_b…", "cli", "api", "staff:M001", "job:gift_expiry"
     note: Mapped[str | None] = mapped_column(Text)
-    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class GiftStockChange(Base):
@@ -497,7 +499,7 @@ class GiftStockChange(Base):
     change: Mapped[int] = mapped_column(Integer)
     stock_after: Mapped[int] = mapped_column(Integer)
     actor: Mapped[str] = mapped_column(String(64))
-    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
 # --------------------------------------------------------------------------- events (DOMAIN.md: Events)
 
 
@@ -527,7 +529,7 @@ class EventSessionRow(Base):
     capacity: Mapped[int] = mapped_column(Integer)
     seats_taken: Mapped[int] = mapped_column(Integer, default=0)
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # its sign-ups were called off then
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class EventSignup(Base):
@@ -564,7 +566,7 @@ class EventSignup(Base):
     live_event: Mapped[str | None] = mapped_column(String(24))
     priority: Mapped[int] = mapped_column(Integer, default=0)  # waitlist order: lower first, then id
     code: Mapped[str] = mapped_column(String(12), unique=True)  # the booking code shown at the door
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     booked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     promoted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # from the waitlist to a booking
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # cancelled, withdrawn, expired, called off

@@ -18,7 +18,7 @@ from sqlalchemy import String as SqlString
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from storage.models import JobRun, Member, OutboxMessage, Staff, utcnow
+from storage.models import JobRun, Member, OutboxMessage, Staff, UTCDateTime
 
 COLUMNS = ["job", "occasion", "recipient", "member_id", "staff_id", "openid", "message", "marketing",
            "tier", "extra", "status", "reason"]
@@ -105,20 +105,20 @@ def staff_alert_audience(job: str, occasion: str, where, message: str) -> Audien
     return Audience(job, occasion, rows)
 
 
-def insert_audience(session: Session, audience: Audience) -> int:
-    """Plan the audience into the outbox; rows already planned are left alone. Returns rows added."""
+def insert_audience(session: Session, audience: Audience, now: datetime) -> int:
+    """Plan the audience into the outbox at ``now``; rows already planned are left alone. Returns rows added."""
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = (
         insert(OutboxMessage)
-        .from_select(COLUMNS, audience.rows)
+        .from_select([*COLUMNS, "created_at"], audience.rows.add_columns(literal(now, UTCDateTime).label("created_at")))
         .on_conflict_do_nothing(index_elements=["job", "occasion", "recipient"])
     )
     return session.execute(statement).rowcount or 0
 
 
-def enqueue_member_push(session: Session, job: str, occasion: str, member_id: int, message: str,
-                        extra: str | None = None, marketing: bool = True) -> bool:
+def enqueue_member_push(session: Session, job: str, occasion: str, member_id: int, message: str, *,
+                        now: datetime, extra: str | None = None, marketing: bool = True) -> bool:
     """Plan one push to one member (a waitlist promotion, an expired code...); once per occasion.
 
     ``marketing`` False: something the member asked for themselves, not held by quiet hours,
@@ -126,11 +126,11 @@ def enqueue_member_push(session: Session, job: str, occasion: str, member_id: in
     this occasion was already planned for them.
     """
     audience = member_audience(job, occasion, Member.id == member_id, message, extra=extra, marketing=marketing)
-    return insert_audience(session, audience) > 0
+    return insert_audience(session, audience, now) > 0
 
 
-def enqueue_staff_push(session: Session, job: str, occasion: str, staff_id: str, message: str,
-                       member_id: int | None = None, extra: str | None = None) -> bool:
+def enqueue_staff_push(session: Session, job: str, occasion: str, staff_id: str, message: str, *,
+                       now: datetime, member_id: int | None = None, extra: str | None = None) -> bool:
     """Plan one alert to one staff member (never held by quiet hours); once per occasion.
 
     ``member_id`` names the member it is about, whose data the text may use. Returns True when planned now.
@@ -151,7 +151,7 @@ def enqueue_staff_push(session: Session, job: str, occasion: str, staff_id: str,
         case((reason.is_(None), "pending"), else_="skipped").label("status"),
         reason.label("reason"),
     ).where(Staff.id == staff_id)
-    return insert_audience(session, Audience(job, occasion, rows)) > 0
+    return insert_audience(session, Audience(job, occasion, rows), now) > 0
 
 
 @dataclass(frozen=True)
@@ -439,8 +439,8 @@ def requeue_failed(session: Session, ids: Sequence[int]) -> int:
 # --------------------------------------------------------------------------- runs and status
 
 
-def start_run(session: Session, job: str, occasion: str, runner: str, day: date) -> JobRun:
-    run = JobRun(job=job, occasion=occasion, runner=runner, day=day)
+def start_run(session: Session, job: str, occasion: str, runner: str, day: date, now: datetime) -> JobRun:
+    run = JobRun(job=job, occasion=occasion, runner=runner, day=day, started_at=now)
     session.add(run)
     session.flush()
     return run
@@ -458,7 +458,7 @@ class RunStatus:
     counts: list[tuple[str, str | None, int]]  # (status, reason, count)
 
 
-def recent_runs(session: Session, per_job: int = 3) -> list[RunStatus]:
+def recent_runs(session: Session, now: datetime, per_job: int = 3) -> list[RunStatus]:
     """The latest runs of each job, with what became of the pushes each planned, by status and reason."""
     jobs = session.scalars(select(JobRun.job).distinct().order_by(JobRun.job)).all()
     out = []
@@ -468,7 +468,7 @@ def recent_runs(session: Session, per_job: int = 3) -> list[RunStatus]:
             planned_during_run = and_(
                 OutboxMessage.job == job,
                 OutboxMessage.created_at >= run.started_at,
-                OutboxMessage.created_at <= (run.finished_at or utcnow()),
+                OutboxMessage.created_at <= (run.finished_at or now),
             )
             counts = session.execute(
                 select(OutboxMessage.status, OutboxMessage.reason, func.count())

@@ -16,7 +16,7 @@ from rules import BotError, Rules
 from storage import complaints, gifts, ledger
 from storage.csvfile import CsvTable, bad_character, shown
 from storage.members import find_by_card, record_change
-from storage.models import LedgerEntry, Member, Purchase, PurchaseRefund, utcnow
+from storage.models import LedgerEntry, Member, Purchase, PurchaseRefund
 
 FIELDS = ("receipt_no", "card_no", "amount", "purchased_at", "store")
 MAX_AMOUNT = Decimal("9999999999.99")  # what Numeric(12, 2) holds
@@ -150,11 +150,10 @@ def points_for(amount: Decimal, rate: Decimal) -> int:
     return math.floor(amount * rate)
 
 
-def record_purchase(session: Session, purchase: PurchaseIn, rules: Rules, actor: str = "api",
-                    now: datetime | None = None) -> PurchaseResult:
+def record_purchase(session: Session, purchase: PurchaseIn, rules: Rules, actor: str = "api", *,
+                    now: datetime) -> PurchaseResult:
     """Record a purchase once per receipt number and award its points (an earn lot), the VIP gift
     entitlements it brings and, for a key account's first purchase, the call-back task (回访)."""
-    now = now or utcnow()
     existing = session.scalar(select(Purchase).where(Purchase.receipt_no == purchase.receipt_no))
     if existing is not None:
         return _duplicate(session, existing, purchase)
@@ -169,7 +168,7 @@ def record_purchase(session: Session, purchase: PurchaseIn, rules: Rules, actor:
         with session.begin_nested():
             session.add(Purchase(
                 receipt_no=purchase.receipt_no, member_id=member.id, amount=purchase.amount,
-                purchased_at=purchase.purchased_at, store=purchase.store, points_earned=points,
+                purchased_at=purchase.purchased_at, store=purchase.store, points_earned=points, created_at=now,
             ))
             session.flush()
             if points > 0:
@@ -179,9 +178,9 @@ def record_purchase(session: Session, purchase: PurchaseIn, rules: Rules, actor:
                     reference=purchase.receipt_no, idempotency_key=f"purchase:{purchase.receipt_no}",
                     occurred_at=purchase.purchased_at,
                 )
-            record_change(session, member.id, "purchase", actor, f"{purchase.receipt_no} {purchase.amount} CNY")
+            record_change(session, member.id, "purchase", actor, f"{purchase.receipt_no} {purchase.amount} CNY", now=now)
             gifts.record_purchase_entitlements(session, rules, member, purchase.receipt_no, purchase.amount,
-                                               purchase.purchased_at)
+                                               purchase.purchased_at, now)
             complaints.first_purchase_callback(session, rules, now, member, purchase.purchased_at)
             session.flush()
     except IntegrityError:
@@ -269,11 +268,13 @@ class RefundResult:
 
 
 def refund_purchase(session: Session, receipt_no: str, refund: RefundIn | None = None,
-                    actor: str = "api", *, rules: Rules) -> RefundResult:
+                    actor: str = "api", *, rules: Rules, now: datetime) -> RefundResult:
     """Refund a purchase, in full or in part, once per refund number; take back the points of that share.
 
-    A refund of ``amount`` takes back floor(points earned × refunded so far / purchase amount) less
-    what earlier refunds took, so several partial refunds add up to the whole. Points already spent
+    A partial refund of ``amount`` takes back its own share, floor(points earned × amount / purchase
+    amount); the refund that completes the purchase takes back what the earlier ones left, so the
+    refunds add up to all of the purchase's points (1,201 points refunded as 333.33, 333.33 and
+    334.34 of 1,001.00: 399, 399 and 403). Points already spent
     cannot go below zero (the shortfall is reported and noted in the ledger); points of the purchase
     that had expired are not taken from other points. When what is left of the purchase falls below
     ``gifts.vip_gift_min_purchase``, the VIP gift-list entitlement it earned is taken back if unused
@@ -304,8 +305,10 @@ def refund_purchase(session: Session, receipt_no: str, refund: RefundIn | None =
                               .where(PurchaseRefund.purchase_id == purchase.id)).one()
     shared_before, taken_before = int(earlier[0]), int(earlier[1])
     refunded_total = purchase.refunded_amount + amount
-    share = (math.floor(purchase.points_earned * refunded_total / purchase.amount) if purchase.amount else
-             purchase.points_earned) - shared_before
+    if refunded_total >= purchase.amount:  # the refund that completes it takes back all that is left
+        share = purchase.points_earned - shared_before
+    else:
+        share = math.floor(purchase.points_earned * amount / purchase.amount)
     reversal, expired = ledger.Reversal(None, 0, 0), 0
     if share > 0:
         lot = session.scalar(select(LedgerEntry.id).where(LedgerEntry.idempotency_key == f"purchase:{receipt_no}"))
@@ -318,18 +321,19 @@ def refund_purchase(session: Session, receipt_no: str, refund: RefundIn | None =
         if take:
             key = f"refund:{receipt_no}" if refund.refund_no == FULL_REFUND else f"refund:{receipt_no}:{refund.refund_no}"
             reversal = ledger.reverse_points(session, purchase.member_id, take, reference=receipt_no,
-                                             idempotency_key=key, lot_id=lot)
+                                             idempotency_key=key, now=now, lot_id=lot)
     session.add(PurchaseRefund(purchase_id=purchase.id, refund_no=refund.refund_no, amount=amount,
                                points_share=max(share, 0), points_reversed=reversal.reversed_points,
-                               shortfall=reversal.shortfall, points_expired=expired, actor=actor))
+                               shortfall=reversal.shortfall, points_expired=expired, actor=actor,
+                               created_at=now))
     purchase.refunded_amount = refunded_total
     if refunded_total >= purchase.amount:
-        purchase.refunded_at = utcnow()
+        purchase.refunded_at = now
     entitlement = gifts.refund_entitlement(session, rules, purchase.member_id, receipt_no,
                                            purchase.amount - refunded_total)
     record_change(session, purchase.member_id, "refund", actor,
                   f"{receipt_no} {refund.refund_no}: {amount} CNY, {reversal.reversed_points} points back"
-                  + (f", gift entitlement {entitlement.replace('_', ' ')}" if entitlement else ""))
+                  + (f", gift entitlement {entitlement.replace('_', ' ')}" if entitlement else ""), now=now)
     return RefundResult(receipt_no, "refunded", reversal.reversed_points, reversal.shortfall, expired,
                         refund.refund_no, amount, refunded_total, gift_entitlement=entitlement)
 
@@ -366,7 +370,7 @@ def import_purchases(session: Session, lines: Iterable[str], rules: Rules, now: 
         except FieldError as exc:
             report.errors.append((record.line, str(exc)))
             continue
-        result = record_purchase(session, purchase, rules, actor, now)
+        result = record_purchase(session, purchase, rules, actor, now=now)
         if result.status == "refused":
             report.errors.append((record.line, result.reason or "refused"))
         else:
@@ -387,7 +391,8 @@ class RefundImportReport:
         return f"{refunded} refunded, {len(self.results) - refunded} already refunded, {len(self.errors)} refused"
 
 
-def import_refunds(session: Session, lines: Iterable[str], rules: Rules, actor: str = "cli") -> RefundImportReport:
+def import_refunds(session: Session, lines: Iterable[str], rules: Rules, now: datetime,
+                   actor: str = "cli") -> RefundImportReport:
     """Refunds from CSV (receipt_no,refund_no,amount; an empty amount refunds everything left), each once."""
     report = RefundImportReport()
     for record in CsvTable(lines).readable(("receipt_no",), report.errors):
@@ -398,7 +403,7 @@ def import_refunds(session: Session, lines: Iterable[str], rules: Rules, actor: 
         except FieldError as exc:
             report.errors.append((record.line, str(exc)))
             continue
-        result = refund_purchase(session, receipt_no, refund, actor, rules=rules)
+        result = refund_purchase(session, receipt_no, refund, actor, rules=rules, now=now)
         if result.status in ("refused", "not_found"):
             report.errors.append((record.line, result.reason or f"receipt_no {receipt_no} is not a known purchase"))
         else:

@@ -13,16 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
-from sqlalchemy import Select, and_, case, func, insert, literal, select, update
+from sqlalchemy import Select, and_, case, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from rules import Rules
 from storage import ledger
-from storage.members import find_by_card
-from storage.models import Member, MemberChange, Purchase, utcnow
+from storage.members import find_by_card, record_changes
+from storage.models import Member, MemberChange, Purchase
 from storage.points import points_overview
 
 YEAR_DAYS = 365
@@ -39,9 +39,12 @@ class MemberFacts:
     top_points: bool  # points among the top ``top_points_share`` of members
     carried_spend: Decimal = Decimal(0)  # spend an import brought, while it is inside the window
     held_until: date | None = None  # a tier set by import or an operator holds until this day (exclusive)
+    grace_until: date | None = None  # a retention grace keeps points and tier until this day (exclusive)
 
 
-HOLDING_SOURCES = ("import", "operator")  # tiers that hold for a window whatever the purchases
+# Tiers that hold for a window whatever the purchases: set by import or an operator, or kept for a member
+# who came back during the retention grace (scheduler/jobs/points_reset.py).
+HOLDING_SOURCES = ("import", "operator", "retained")
 
 
 def hold_end(tier_source: str, tier_since: date | None, rules: Rules) -> date | None:
@@ -74,6 +77,7 @@ def earned_tier(spend: Decimal, rules: Rules) -> str:
 def evaluate_member(facts: MemberFacts, rules: Rules, today: date) -> Evaluation:
     """Classify one member. Every threshold comes from ``rules``."""
     seg = rules.segments
+    segment, why = _segment(facts, rules, today)
     spend = facts.spend + facts.carried_spend
     tier = earned_tier(spend, rules)
     carried = f" (with {facts.carried_spend} CNY carried in by import)" if facts.carried_spend else ""
@@ -81,41 +85,67 @@ def evaluate_member(facts: MemberFacts, rules: Rules, today: date) -> Evaluation
         f"spend {spend} CNY in the last {seg.window_days} days{carried} reaches "
         f"{rules.tier(tier).name} (≥ {rules.tier(tier).min_spend})"
     )
-    if facts.held_until and today < facts.held_until and tier_rank(tier, rules) <= tier_rank(facts.tier, rules):
-        tier_reason = (f"held until {facts.held_until}: set by import or an operator, it holds for "
-                       f"{seg.window_days} days unless purchases earn a higher tier; {tier_reason}")
-        tier = facts.tier
+    kept = _tier_kept(facts, segment, rules, today)
+    if kept and tier_rank(tier, rules) <= tier_rank(facts.tier, rules):
+        tier, tier_reason = facts.tier, f"{kept}; {tier_reason}"
+    activity, activity_why = _activity(facts, rules, today)
+    return Evaluation(tier, tier_reason, segment, why, activity, activity_why)
+
+
+def _tier_kept(facts: MemberFacts, segment: str, rules: Rules, today: date) -> str | None:
+    """Why the member keeps their tier whatever their spend earns (unless it earns a higher one); None: no reason."""
+    if facts.held_until and today < facts.held_until:
+        return (f"held until {facts.held_until}: set by import or an operator (or kept for a return during the "
+                f"retention grace), it holds for {rules.segments.window_days} days unless purchases earn a higher tier")
+    if facts.grace_until and today < facts.grace_until:
+        return f"kept until {facts.grace_until} with the points (挽留: the retention grace)"
+    if segment == "retention":
+        until = f" until {facts.grace_until}" if facts.grace_until else " for the grace the next points_reset starts"
+        return f"kept{until} with the points (挽留, retention.grace_months)"
+    if segment == "lapsed" and facts.tier in rules.lapsed.keep_tier:
+        return f"kept while lapsed: {facts.tier} members keep their card (lapsed.keep_tier)"
+    return None
+
+
+def _segment(facts: MemberFacts, rules: Rules, today: date) -> tuple[str, str]:
+    """DOMAIN.md, Tiers (seed 000 第五节 四), checked in this order: a member moved in by import with no
+    purchase history here yet is 稳固; 挽留/抛弃 for no purchase at all (a running grace stays 挽留);
+    提升 (≥ 2 a year, or top points; 稳固 when no higher tier exists); 抛弃 for < 2 in the window;
+    else 稳固. Top points are checked before the "< 2 purchases" rule on purpose: a top member who
+    buys once must not fare worse (lapsed, points reset) than one who never buys (retention)."""
+    seg = rules.segments
     # frequency per year ≥ threshold, kept in integers: purchases * 365 ≥ threshold * window
     frequent = facts.purchases * YEAR_DAYS >= seg.frequent_purchases_per_year * seg.window_days
     per_year = Decimal(facts.purchases * YEAR_DAYS) / seg.window_days
-    has_higher_tier = rules.next_tier(facts.tier) is not None
     top = f"balance of {facts.points} points in the top {seg.top_points_share:.0%}"
-    # DOMAIN.md, Tiers (seed 000 第五节 四), checked in this order: 挽留/抛弃 for no purchase at all;
-    # 提升 (≥ 2 a year, or top points; 稳固 when no higher tier exists); 抛弃 for < 2 in the window;
-    # else 稳固. Top points are checked before the "< 2 purchases" rule on purpose: a top member
-    # who buys once must not fare worse (lapsed, points reset) than one who never buys (retention).
-    held = facts.held_until is not None and today < facts.held_until
-    if facts.purchases == 0 and held:
-        # Moved in with a tier and no purchase history in the bot yet: not a lapsed customer.
-        segment, why = "stable", f"tier set by import or an operator, held until {facts.held_until}; no purchase recorded yet"
-    elif facts.purchases == 0:
+    moved_in = _moved_in(facts, today)
+    if facts.purchases == 0 and moved_in:
+        return "stable", f"{moved_in}; no purchase recorded yet"
+    if facts.purchases == 0:
+        if facts.grace_until and today < facts.grace_until:
+            return "retention", f"no purchase in {seg.window_days} days; retention grace until {facts.grace_until}"
         if facts.top_points:
-            segment, why = "retention", f"no purchase in {seg.window_days} days but {top}"
-        else:
-            segment, why = "lapsed", f"no purchase in {seg.window_days} days"
-    elif frequent or facts.top_points:
+            return "retention", f"no purchase in {seg.window_days} days but {top}"
+        return "lapsed", f"no purchase in {seg.window_days} days"
+    if frequent or facts.top_points:
         because = f"{per_year:.1f} purchases a year" if frequent else top
-        if has_higher_tier:
-            segment, why = "upgrade", f"{because} and a higher tier exists"
-        else:
-            segment, why = "stable", f"{because}, already in the top tier"
-    elif facts.purchases < seg.lapsed_below_purchases:
-        segment, why = "lapsed", f"{facts.purchases} purchase(s) in {seg.window_days} days"
-    else:
-        segment, why = "stable", f"{facts.purchases} purchases in {seg.window_days} days"
+        if rules.next_tier(facts.tier) is not None:
+            return "upgrade", f"{because} and a higher tier exists"
+        return "stable", f"{because}, already in the top tier"
+    if facts.purchases < seg.lapsed_below_purchases and not moved_in:
+        return "lapsed", f"{facts.purchases} purchase(s) in {seg.window_days} days"
+    if facts.purchases < seg.lapsed_below_purchases:
+        return "stable", f"{facts.purchases} purchase(s) in {seg.window_days} days; {moved_in}"
+    return "stable", f"{facts.purchases} purchases in {seg.window_days} days"
 
-    activity, activity_why = _activity(facts, rules, today)
-    return Evaluation(tier, tier_reason, segment, why, activity, activity_why)
+
+def _moved_in(facts: MemberFacts, today: date) -> str | None:
+    """Why the member's purchases before the bot are not known to it (so few recorded ones are no lapse)."""
+    if facts.held_until and today < facts.held_until:
+        return f"tier set by import or an operator, held until {facts.held_until}"
+    if facts.carried_spend:
+        return f"{facts.carried_spend} CNY spend carried in by import"
+    return None
 
 
 def _activity(facts: MemberFacts, rules: Rules, today: date) -> tuple[str, str]:
@@ -189,6 +219,7 @@ def member_facts(session: Session, member: Member, rules: Rules, today: date, cu
         top_points=cutoff is not None and points > 0 and points >= cutoff,
         carried_spend=Decimal(carried or 0).quantize(Decimal("0.01")),
         held_until=hold_end(member.tier_source, member.tier_since, rules),
+        grace_until=member.retention_grace_until,
     )
 
 
@@ -197,23 +228,36 @@ def _earned_tier_sql(spend, rules: Rules):
     return case(*whens, else_=rules.tiers[0].id)
 
 
+def _carried_sql(rules: Rules, day: date):
+    """The spend an import carried in, while its start is inside the window that ends on ``day``."""
+    window_first_day = day - timedelta(days=rules.segments.window_days - 1)
+    return case((Member.carried_spend_since >= window_first_day, Member.carried_spend), else_=0)
+
+
+def _segment_sql(p, points, rules: Rules, day: date, cutoff: int | None):
+    """The SQL CASE mirroring ``_segment`` on ``day`` (``p``: the purchase facts for that day)."""
+    seg = rules.segments
+    purchases = func.coalesce(p.c.purchases, 0)
+    top = and_(points > 0, points >= cutoff) if cutoff is not None else literal(False)
+    frequent = purchases * YEAR_DAYS >= seg.frequent_purchases_per_year * seg.window_days
+    moved_in = or_(_held_sql(rules, day), _carried_sql(rules, day) > 0)
+    in_grace = Member.retention_grace_until > day
+    return case(
+        (and_(purchases == 0, moved_in), "stable"),
+        (and_(purchases == 0, in_grace | top), "retention"),
+        (purchases == 0, "lapsed"),
+        ((frequent | top) & Member.tier.not_in([rules.tiers[-1].id]), "upgrade"),
+        (frequent | top, "stable"),
+        (and_(purchases < seg.lapsed_below_purchases, ~moved_in), "lapsed"),
+        else_="stable",
+    )
+
+
 def _classify_sql(p, points, rules: Rules, today: date, cutoff: int | None):
     """SQL CASE expressions mirroring evaluate_member (segment, activity)."""
     seg = rules.segments
-    purchases = func.coalesce(p.c.purchases, 0)
     visits = func.coalesce(p.c.visits, 0)
-    top = and_(points > 0, points >= cutoff) if cutoff is not None else literal(False)
-    frequent = purchases * YEAR_DAYS >= seg.frequent_purchases_per_year * seg.window_days
-    top_tier_ids = [rules.tiers[-1].id]
-    segment = case(
-        (and_(purchases == 0, _held_sql(rules, today)), "stable"),
-        (and_(purchases == 0, top), "retention"),
-        (purchases == 0, "lapsed"),
-        ((frequent | top) & Member.tier.not_in(top_tier_ids), "upgrade"),
-        (frequent | top, "stable"),
-        (purchases < seg.lapsed_below_purchases, "lapsed"),
-        else_="stable",
-    )
+    segment = _segment_sql(p, points, rules, today, cutoff)
 
     def aged(days: int):  # the last purchase is at least ``days`` days old
         return p.c.last_at < rules.last_days_start(today, days)
@@ -236,7 +280,7 @@ class EvaluationStats:
     points_cutoff: int | None
 
 
-def evaluate_all(session: Session, rules: Rules, today: date) -> EvaluationStats:
+def evaluate_all(session: Session, rules: Rules, today: date, *, now: datetime) -> EvaluationStats:
     """Write segment and activity of every member in one UPDATE (the tier is left to tier_changes)."""
     cutoff = points_cutoff(session, rules)
     p = _purchase_facts(rules, today)
@@ -249,7 +293,7 @@ def evaluate_all(session: Session, rules: Rules, today: date) -> EvaluationStats
     session.execute(
         update(Member)
         .where(Member.id == facts.c.id)
-        .values(segment=segment, activity=activity, evaluated_at=utcnow())
+        .values(segment=segment, activity=activity, evaluated_at=now)
         .execution_options(synchronize_session=False)
     )
     segments = dict(session.execute(select(Member.segment, func.count()).group_by(Member.segment)).all())
@@ -267,7 +311,7 @@ class TierChange:
 
 def _held_sql(rules: Rules, day: date):
     """A tier set by import or an operator still holding on ``day`` (as ``hold_end`` says)."""
-    return and_(Member.tier_source.in_(HOLDING_SOURCES),
+    return and_(Member.tier_source.in_(HOLDING_SOURCES), Member.tier_since.is_not(None),
                 Member.tier_since > day - timedelta(days=rules.segments.window_days))
 
 
@@ -275,23 +319,26 @@ def _tier_rank_sql(tier, rules: Rules):
     return case(*[(tier == t.id, n) for n, t in enumerate(rules.tiers)], else_=-1)
 
 
-def _tier_on_sql(rules: Rules, day: date):
+def _tier_on_sql(rules: Rules, day: date, cutoff: int | None):
     """(SQL expression of the tier the rules give each member on ``day``, the facts subquery to join).
 
-    The earned tier counts carried spend while its start is inside the window; a tier set by import
-    or an operator holds until its hold ends, unless the earned tier is higher.
+    The earned tier counts carried spend while its start is inside the window; the member keeps a
+    higher tier (``_tier_kept``) while it holds after an import or an operator set it, while in
+    retention, or while lapsed in one of ``lapsed.keep_tier``. Top points are today's balances.
     """
     p = _purchase_facts(rules, day)
-    window_first_day = day - timedelta(days=rules.segments.window_days - 1)
-    carried = case((Member.carried_spend_since >= window_first_day, Member.carried_spend), else_=0)
-    earned = _earned_tier_sql(func.coalesce(p.c.spend, 0) + carried, rules)
-    keeps = and_(_held_sql(rules, day), _tier_rank_sql(earned, rules) <= _tier_rank_sql(Member.tier, rules))
+    earned = _earned_tier_sql(func.coalesce(p.c.spend, 0) + _carried_sql(rules, day), rules)
+    segment = _segment_sql(p, Member.points_balance, rules, day, cutoff)
+    kept = or_(_held_sql(rules, day), Member.retention_grace_until > day, segment == "retention",
+               and_(segment == "lapsed", Member.tier.in_(rules.lapsed.keep_tier)))
+    keeps = and_(kept, _tier_rank_sql(earned, rules) <= _tier_rank_sql(Member.tier, rules))
     return case((keeps, Member.tier), else_=earned), p
 
 
-def tier_changes_query(rules: Rules, today: date) -> Select:
-    """Members whose tier the rules change today (earned tier over the window, holds respected)."""
-    new_tier, p = _tier_on_sql(rules, today)
+def tier_changes_query(rules: Rules, today: date, cutoff: int | None) -> Select:
+    """Members whose tier the rules change today (earned tier over the window, holds respected).
+    ``cutoff``: ``points_cutoff`` (who is in the top points share)."""
+    new_tier, p = _tier_on_sql(rules, today, cutoff)
     return (
         select(Member.id, Member.card_no, Member.tier, new_tier.label("new_tier"))
         .outerjoin(p, p.c.member_id == Member.id)
@@ -300,17 +347,16 @@ def tier_changes_query(rules: Rules, today: date) -> Select:
     )
 
 
-def downgrade_warnings_query(rules: Rules, today: date) -> Select:
+def downgrade_warnings_query(rules: Rules, today: date, cutoff: int | None) -> Select:
     """Members whose tier the rules would lower ``segments.downgrade_warning_days`` from now, not yet told.
 
-    Each row has the day of the coming downgrade and the spend that would keep the tier.
+    Each row has the day of the coming downgrade and the spend that would keep the tier. A member
+    whose tier retention keeps then is not warned: the retention notices say how long it is kept.
     """
     on = today + timedelta(days=rules.segments.downgrade_warning_days)
-    new_tier, p = _tier_on_sql(rules, on)
-    window_first_day = on - timedelta(days=rules.segments.window_days - 1)
-    carried = case((Member.carried_spend_since >= window_first_day, Member.carried_spend), else_=0)
+    new_tier, p = _tier_on_sql(rules, on, cutoff)
     keep_min = case(*[(Member.tier == t.id, t.min_spend) for t in rules.tiers], else_=0)
-    needed = keep_min - func.coalesce(p.c.spend, 0) - carried
+    needed = keep_min - func.coalesce(p.c.spend, 0) - _carried_sql(rules, on)
     return (
         select(Member.id, Member.tier, keep_min.label("keep_min_spend"), needed.label("keep_needed"),
                literal(on).label("downgrade_on"))
@@ -322,7 +368,8 @@ def downgrade_warnings_query(rules: Rules, today: date) -> Select:
 
 def tier_changes(session: Session, rules: Rules, today: date) -> Iterator[TierChange]:
     """Stream the tier changes the rules call for; the caller applies them."""
-    rows = session.execute(tier_changes_query(rules, today).execution_options(yield_per=1000))
+    query = tier_changes_query(rules, today, points_cutoff(session, rules))
+    rows = session.execute(query.execution_options(yield_per=1000))
     for member_id, card_no, old, new in rows:
         yield TierChange(member_id, card_no, old, new)
 
@@ -331,7 +378,7 @@ def tier_changes(session: Session, rules: Rules, today: date) -> Iterator[TierCh
 
 
 def change_tier(session: Session, member_id: int, new_tier: str, actor: str, today: date,
-                reason: str | None = None, source: str = "earned") -> str | None:
+                reason: str | None = None, source: str = "earned", *, now: datetime) -> str | None:
     """Move one member to ``new_tier`` and record it in the audit trail; returns the old tier (None: unchanged).
 
     ``source``: "earned" (purchases), or "import"/"operator", whose tier holds for the window.
@@ -343,18 +390,15 @@ def change_tier(session: Session, member_id: int, new_tier: str, actor: str, tod
                     .values(tier=new_tier, tier_source=source, tier_since=today, downgrade_warned_on=None)
                     .execution_options(synchronize_session=False))
     detail = f"{old} → {new_tier}" + (f" ({reason})" if reason else "")
-    session.add(MemberChange(member_id=member_id, action="tier", actor=actor, detail=detail))
+    session.add(MemberChange(member_id=member_id, action="tier", actor=actor, detail=detail, at=now))
     return old
 
 
-def change_tiers(session: Session, member_ids: Select, new_tier: str, actor: str, reason: str, today: date) -> int:
+def change_tiers(session: Session, member_ids: Select, new_tier: str, actor: str, reason: str, today: date, *,
+                 now: datetime) -> int:
     """Move every member in ``member_ids`` (a SELECT of ids) to ``new_tier``, set-based, each change audited."""
     moving = and_(Member.id.in_(member_ids), Member.tier != new_tier)
-    session.execute(insert(MemberChange).from_select(
-        ["member_id", "action", "actor", "detail", "at"],
-        select(Member.id, literal("tier"), literal(actor), Member.tier + literal(f" → {new_tier} ({reason})"),
-               literal(utcnow(), MemberChange.at.type)).where(moving),
-    ))
+    record_changes(session, moving, "tier", actor, Member.tier + literal(f" → {new_tier} ({reason})"), now=now)
     return session.execute(update(Member).where(moving)
                            .values(tier=new_tier, tier_source="earned", tier_since=today, downgrade_warned_on=None)
                            .execution_options(synchronize_session=False)).rowcount or 0

@@ -21,7 +21,7 @@ from storage.models import (
     EventSessionRow, EventSignup, GiftRedemption, GiftStock, LedgerEntry, Member, MemberChange, OutboxMessage,
     Purchase, Ticket,
 )
-from tests.factories import make_member
+from tests.factories import make_member, utc_now
 
 ZONE = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=ZONE).astimezone(timezone.utc)  # the clock of every dashboard test
@@ -65,7 +65,7 @@ def seed(session: Session, rules: Rules, members: int = 60) -> None:
     """Staff with passwords (S1 supervisor, A1 admin, M1 and M2 managers, V1 service) and random programme data."""
     for staff_id, name, role in [("S1", "周主管", "supervisor"), ("A1", "管理员", "admin"),
                                  ("M1", "王经理", "manager"), ("M2", "李经理", "manager"), ("V1", "客服", "service")]:
-        add_staff(session, staff_id, name, role=role)
+        add_staff(session, staff_id, name, role=role, now=utc_now())
     session.flush()
     for staff_id in ("S1", "A1", "M1", "M2"):
         set_password(session, staff_id, PASSWORD)
@@ -87,7 +87,7 @@ def seed(session: Session, rules: Rules, members: int = 60) -> None:
             session.add(Purchase(receipt_no=f"R{receipt}", member_id=member.id, amount=amount,
                                  purchased_at=local(date(2024, 10, 1) + timedelta(days=rng.randrange(785)),
                                                     rng.choice([0, 10, 23])),
-                                 store="S01", refunded_amount=partial,
+                                 store="S01", refunded_amount=partial, created_at=NOW,
                                  refunded_at=NOW if refunded else None))
         balance = 0
         for entry_no in range(rng.randrange(6)):
@@ -182,7 +182,7 @@ def _seed_events(session: Session, rules: Rules, rng: random.Random) -> None:
         for es in event.sessions:
             row = EventSessionRow(event_id=event.id, session_key=es.id, title=event.title,
                                   starts_at=rules.local_instant(es.starts), ends_at=rules.local_instant(es.ends),
-                                  place=es.place, capacity=es.capacity, seats_taken=0)
+                                  place=es.place, capacity=es.capacity, seats_taken=0, created_at=NOW)
             session.add(row)
             session.flush()
             ended = rules.local_instant(es.ends) <= NOW
@@ -211,7 +211,7 @@ def _seed_stock(session: Session, rules: Rules, rng: random.Random) -> None:
     held = Counter(session.scalars(select(GiftRedemption.gift_id).where(GiftRedemption.status == "open")))
     for gift_id in [g.id for g in rules.gifts.catalogue[:4]] + [WITHDRAWN[0], "gift-tray"]:
         session.add(GiftStock(gift_id=gift_id, stock=held[gift_id] + rng.randrange(0, 40), reserved=held[gift_id],
-                              handed_over=rng.randrange(0, 100)))
+                              handed_over=rng.randrange(0, 100), updated_at=NOW))
 
 
 # --------------------------------------------------------------------------- the expected tables

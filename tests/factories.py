@@ -6,7 +6,7 @@ webhook exactly as the console and WeChat do.
 from __future__ import annotations
 
 import itertools
-from datetime import date
+from datetime import date, datetime, timezone
 
 from sqlalchemy.orm import Session
 
@@ -18,11 +18,19 @@ from storage.models import Member
 _numbers = itertools.count(1)
 
 
+def utc_now() -> datetime:
+    """Rows a factory makes are dated now (the tests' clock starts at the system's, shifted or not)."""
+    return datetime.now(timezone.utc)
+
+
 def make_member(session: Session, **fields) -> Member:
     """A member of tier D unless told otherwise; card_no and phone are unique per call."""
     n = next(_numbers)
     birthday = fields.pop("birthday", date(1990, 1, 1))
+    now = utc_now()
     values = {
+        "created_at": now,
+        "updated_at": now,
         "card_no": f"T{n:07d}",
         "name": f"会员{n}",
         "phone": f"139{n:08d}",
@@ -45,7 +53,7 @@ def make_staff(session: Session, staff_id: str, role: str = "service", openid: s
     """A staff member (bound to ``openid`` when given)."""
     from storage.models import Staff
 
-    staff = Staff(id=staff_id, name=name or f"员工{staff_id}", role=role, openid=openid)
+    staff = Staff(id=staff_id, name=name or f"员工{staff_id}", role=role, openid=openid, created_at=utc_now())
     session.add(staff)
     session.flush()
     return staff
@@ -85,19 +93,19 @@ def make_points(session: Session, member: Member, points: int, expires_on: date 
     """Give ``member`` an earn lot of ``points`` (through the ledger, so `points check` holds)."""
     from storage import ledger
 
-    ledger.award_points(session, member.id, points, expires_on=expires_on)
+    ledger.award_points(session, member.id, points, expires_on=expires_on, occurred_at=utc_now())
 
 
 def make_stock(session: Session, gift_id: str, stock: int) -> None:
     from storage import gifts
 
-    gifts.adjust_stock(session, gift_id, stock, actor="test")
+    gifts.adjust_stock(session, gift_id, stock, actor="test", now=utc_now())
 
 
 def make_entitlement(session: Session, member: Member, source: str = "purchase:TEST") -> None:
     from storage.models import GiftEntitlement
 
-    session.add(GiftEntitlement(member_id=member.id, source=source, reason="purchase"))
+    session.add(GiftEntitlement(member_id=member.id, source=source, reason="purchase", created_at=utc_now()))
     session.flush()
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from storage.members import find_by_card
 from tests.conftest import API_KEY
-from tests.factories import make_member
+from tests.factories import make_member, utc_now
 
 
 @pytest.fixture
@@ -104,7 +104,7 @@ def test_a_refund_of_points_already_spent_reports_the_shortfall(client, state):
 
     client.post("/api/purchases", json=PURCHASE, headers=HEADERS)  # 1,500 points
     with state.db.write() as session:
-        ledger.deduct_points(session, find_by_card(session, "A0000009").id, 1200, reference="gift")
+        ledger.deduct_points(session, find_by_card(session, "A0000009").id, 1200, reference="gift", occurred_at=utc_now())
     response = client.post("/api/purchases/R100/refund", headers=HEADERS)
     assert response.json == {"receipt_no": "R100", "status": "refunded", "refund_no": "full", "amount": "1000.00",
                              "refunded_total": "1000.00", "points_reversed": 300, "shortfall": 1200}

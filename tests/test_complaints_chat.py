@@ -10,7 +10,7 @@ from scheduler.delivery import drain
 from storage import members
 from storage.models import CallBack, Member, OutboxMessage, Staff, StaffInvite, Ticket, TicketEvent
 from storage.staff import create_invite
-from tests.factories import image_xml, make_member, make_staff, text_xml
+from tests.factories import image_xml, make_member, make_staff, text_xml, utc_now
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=timezone.utc)  # 10:00 in Shanghai
 
@@ -206,7 +206,7 @@ def test_a_staff_wechat_cannot_bind_a_member_card(wechat, state, people, redis_c
     assert wechat.text("o-m1", "绑定") == refusal  # no questions asked either
     assert wechat.text("o-m1", "积分") != refusal  # and no dialog left open
     with state.db.write() as session:  # the operation refuses it too, whoever calls it
-        assert members.bind_member(session, "o-s1", card_no, phone) == (members.BindOutcome.STAFF, None)
+        assert members.bind_member(session, "o-s1", card_no, phone, now=utc_now()) == (members.BindOutcome.STAFF, None)
     with state.db.read() as session:
         assert session.get(Member, free.id).openid is None
         assert session.get(Staff, "M1").openid == "o-m1"

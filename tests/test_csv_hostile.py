@@ -13,7 +13,7 @@ whole import.
 """
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timezone
 
 import pytest
 from sqlalchemy import func, select
@@ -21,10 +21,11 @@ from sqlalchemy import func, select
 from storage import members, purchases
 from storage.csvfile import CsvFileError, CsvTable, open_csv
 from storage.models import LedgerEntry, Member, MemberChange, Purchase
-from tests.factories import make_member
+from tests.factories import make_member, utc_now
 
 HUGE = 200_000  # over csv.field_size_limit() (131,072)
 TODAY = date(2026, 11, 23)
+AT = datetime(2026, 11, 23, 2, tzinfo=timezone.utc)  # 10:00 on TODAY in the rules' zone
 
 
 @pytest.fixture
@@ -36,7 +37,7 @@ def database_url(db_url: str) -> str:
 @pytest.fixture
 def db(state):
     with state.db.write() as session:
-        members.add_staff(session, "M9", "王经理")
+        members.add_staff(session, "M9", "王经理", now=utc_now())
     return state.db
 
 
@@ -78,7 +79,7 @@ MEMBER_AFTER = "H1000002,乙,13800000002,,C,,,1200.50,2026-01-01\n"  # after the
 def test_a_bad_members_line_is_refused_and_the_good_ones_kept(db, rules, bad, line, says):
     lines = (MEMBERS_HEADER + MEMBER_BEFORE + bad + MEMBER_AFTER).splitlines(keepends=True)
     with db.write() as session:
-        report = members.import_members(session, lines, rules, TODAY)
+        report = members.import_members(session, lines, rules, AT)
     assert (report.created, report.updated, report.unchanged) == (2, 0, 0)
     assert len(report.errors) == 1 and report.errors[0][0] == line and says in report.errors[0][1], report.errors
     assert len(report.errors[0][1]) < 200  # the field does not come back whole
@@ -88,7 +89,7 @@ def test_a_bad_members_line_is_refused_and_the_good_ones_kept(db, rules, bad, li
         assert str(members.find_by_card(session, "H1000002").carried_spend) == "1200.50"
     before = counts(db)
     with db.write() as session:
-        again = members.import_members(session, lines, rules, TODAY)
+        again = members.import_members(session, lines, rules, AT)
     assert (again.created, again.updated, again.unchanged, again.errors) == (0, 0, 2, report.errors)
     assert counts(db) == before
 
@@ -103,7 +104,7 @@ def test_rows_after_a_field_csv_cannot_read_are_imported(db, rules):
             + 'tail",13800000004,,D,,\n'  # 6: … to here, read as a line of its own and refused
             + "H2000005,丙,13800000005,,D,,\n")  # 7
     with db.write() as session:
-        report = members.import_members(session, text.splitlines(keepends=True), rules, TODAY)
+        report = members.import_members(session, text.splitlines(keepends=True), rules, AT)
     assert [line for line, _ in report.errors] == [3, 5, 6]
     assert report.errors[0][1] == report.errors[1][1] == "a field is longer than 131072 characters"
     assert report.created == 3
@@ -120,7 +121,7 @@ def test_rows_after_a_field_csv_cannot_read_are_imported(db, rules):
 def test_a_header_that_cannot_be_used_refuses_the_file(db, rules, header, says):
     lines = (header + "H3000001,甲,13800000001,D,x\n").splitlines(keepends=True) if header else []
     with db.write() as session:
-        report = members.import_members(session, lines, rules, TODAY)
+        report = members.import_members(session, lines, rules, AT)
     assert report.errors == [(1, says)] and report.created == 0
     assert counts(db)["Member"] == 0
 
@@ -142,7 +143,7 @@ def test_the_same_card_twice_refuses_both_lines_and_a_rerun_changes_nothing(db, 
         make_member(session, card_no="K1000002", name="原名", phone="13800000099", tier="D")
     lines = DUPLICATES.splitlines(keepends=True)
     with db.write() as session:
-        report = members.import_members(session, lines, rules, TODAY)
+        report = members.import_members(session, lines, rules, AT)
     assert report.errors == [
         (3, "card_no K1000002 is also on line 5: neither line is imported"),
         (5, "card_no K1000002 is also on line 3: neither line is imported"),
@@ -158,7 +159,7 @@ def test_the_same_card_twice_refuses_both_lines_and_a_rerun_changes_nothing(db, 
     before = counts(db)
     for _ in range(2):  # the member does not flip between the two lines
         with db.write() as session:
-            again = members.import_members(session, lines, rules, TODAY)
+            again = members.import_members(session, lines, rules, AT)
         assert (again.created, again.updated, again.unchanged, again.errors) == (0, 0, 2, report.errors)
         assert counts(db) == before
 
@@ -320,5 +321,5 @@ def test_duplicates_are_found_whatever_the_lines_come_from(db, rules, tmp_path, 
     with open(path, encoding="utf-8", newline="") as file, db.write() as session:
         lines = {"list": text.splitlines(keepends=True), "generator": (line for line in text.splitlines(keepends=True)),
                  "file": file}[source]
-        report = members.import_members(session, lines, rules, TODAY)
+        report = members.import_members(session, lines, rules, AT)
     assert [line for line, _ in report.errors] == [3, 5, 6, 7, 8] and report.created == 2

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from bot.wechat import TokenStore
 from storage.models import OutboxMessage
+from tests.factories import utc_now
 
 
 def test_concurrent_stores_fetch_the_token_once(redis_client: redis.Redis) -> None:
@@ -50,9 +51,9 @@ def test_pushes_in_doubt_are_resent_only_when_an_operator_says_so(app, db) -> No
     with db.write() as session:
         session.add_all([
             OutboxMessage(job="birthday", occasion="2026-06-01", recipient="member:1", message="birthday_greeting",
-                          status="unknown", reason="the sender stopped during the call"),
+                          status="unknown", reason="the sender stopped during the call", created_at=utc_now()),
             OutboxMessage(job="birthday", occasion="2026-06-01", recipient="member:2", message="birthday_greeting",
-                          status="sent"),
+                          status="sent", created_at=utc_now()),
         ])
     runner = app.test_cli_runner()
     refused = runner.invoke(args=["push", "requeue-unknown", "birthday"], input="n\n")

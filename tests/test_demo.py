@@ -10,6 +10,7 @@ from scheduler.jobs import run_job
 from storage import ledger
 from storage.gifts import adjust_stock
 from storage.models import GiftStock, Member, Staff
+from tests.factories import utc_now
 
 
 @pytest.fixture
@@ -49,7 +50,7 @@ def test_the_demo_catalogue_has_stock_so_gifts_can_be_redeemed(state, wechat, ap
         assert ledger.check_balances(session) == []
     # an operator's stock is left alone by the next start; a gift added to the catalogue gets its stock
     with state.db.write() as session:
-        adjust_stock(session, "scarf", -DEMO_STOCK, actor="test")
+        adjust_stock(session, "scarf", -DEMO_STOCK, actor="test", now=utc_now())
         session.execute(delete(GiftStock).where(GiftStock.gift_id == "box"))
     assert seed_demo_stock(state) == ["box"]
     with state.db.read() as session:

@@ -12,7 +12,7 @@ from bot.guards import member_required, staff_required
 from handlers import HANDLERS
 from storage.members import add_staff
 from tests.conftest import WeChat
-from tests.factories import make_member
+from tests.factories import make_member, utc_now
 
 TEXTS = {
     "seats_prompt": "几位？(1-3)",
@@ -80,8 +80,8 @@ def member(wechat, settings):
     db = Database(settings.database_url)
     with db.write() as session:
         m = make_member(session, openid="o-dialog")
-        add_staff(session, "M7", "王经理", openid="o-manager", role="manager")
-        add_staff(session, "S7", "客服小李", openid="o-service", role="service")
+        add_staff(session, "M7", "王经理", openid="o-manager", role="manager", now=utc_now())
+        add_staff(session, "S7", "客服小李", openid="o-service", role="service", now=utc_now())
     db.dispose()
     return m
 

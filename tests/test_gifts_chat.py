@@ -12,7 +12,7 @@ from scheduler.delivery import drain
 from storage import gifts, ledger, purchases
 from storage.members import add_staff
 from storage.models import GiftRedemption, GiftRedemptionEvent, GiftStock, LedgerEntry, Member, OutboxMessage
-from tests.factories import GIFT_RULES, make_entitlement, make_member, make_points, make_stock, text_xml
+from tests.factories import GIFT_RULES, make_entitlement, make_member, make_points, make_stock, text_xml, utc_now
 
 NOON = datetime(2026, 11, 23, 4, 0, tzinfo=timezone.utc).timestamp()  # 23 Nov 12:00 in Shanghai
 CODE = re.compile(r"兑换码：([2-9A-HJ-NP-Z]{8})")
@@ -133,7 +133,8 @@ def test_points_history_names_a_cancelled_redemption_s_points_as_given_back(wech
         purchases.record_purchase(session, purchases.PurchaseIn(
             "R-H1", member.card_no, Decimal("800.00"), datetime(2026, 11, 23, 3, 0, tzinfo=timezone.utc), "旗舰店"),
             state.rules, now=datetime(2026, 11, 23, 4, 0, tzinfo=timezone.utc))
-        purchases.refund_purchase(session, "R-H1", purchases.RefundIn(Decimal("300.00"), "RF1"), rules=state.rules)
+        purchases.refund_purchase(session, "R-H1", purchases.RefundIn(Decimal("300.00"), "RF1"), rules=state.rules,
+                                  now=datetime(2026, 11, 23, 5, 0, tzinfo=timezone.utc))
     lines = wechat.text("o-h", "积分明细").splitlines()
     assert lines[0] == "最近 5 笔积分记录："
     assert {"2026-11-23 兑换 -3,000", "2026-11-23 兑换退回 +3,000", "2026-11-23 消费积分 +800",
@@ -210,7 +211,7 @@ def test_the_limit_in_total_and_a_refusal_found_only_at_confirmation(wechat, sta
     member_with(state, "o-q", points=30000, tier="C")
     assert "回复“确认”兑换" in wechat.text("o-q", "兑换 perfume")
     with state.db.write() as session:
-        gifts.adjust_stock(session, "perfume", -3, actor="test")
+        gifts.adjust_stock(session, "perfume", -3, actor="test", now=utc_now())
     before = counts(state)
     assert wechat.text("o-q", "确认") == "很抱歉，“香水礼盒”已兑完。发送“礼品”看看其他礼品。"
     assert counts(state) == before
@@ -229,8 +230,8 @@ def test_a_vip_item_is_reserved_at_the_member_price(wechat, state):
 
 def test_a_mailed_vip_gift_asks_for_the_address_and_alerts_the_manager(wechat, state, fake_wechat):
     with state.db.write() as session:
-        add_staff(session, "M9", "王经理", openid="o-manager-m9")
-        add_staff(session, "S1", "客服", openid="o-desk", role="service")
+        add_staff(session, "M9", "王经理", openid="o-manager-m9", now=utc_now())
+        add_staff(session, "S1", "客服", openid="o-desk", role="service", now=utc_now())
         member = make_member(session, openid="o-dia", tier="B", manager_id="M9", name="赵雅琴")
         make_entitlement(session, member)
         make_stock(session, "bracelet", 2)
@@ -258,7 +259,7 @@ def test_a_mailed_vip_gift_asks_for_the_address_and_alerts_the_manager(wechat, s
 
 def test_a_member_without_a_manager_gets_the_service_desk(wechat, state):
     with state.db.write() as session:
-        add_staff(session, "S1", "客服", openid="o-desk", role="service")
+        add_staff(session, "S1", "客服", openid="o-desk", role="service", now=utc_now())
         member = make_member(session, openid="o-nomgr", tier="A")
         make_entitlement(session, member)
         make_stock(session, "bracelet", 1)

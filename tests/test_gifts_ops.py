@@ -16,7 +16,7 @@ from storage.codes import new_code
 from storage.members import add_staff
 from storage.models import GiftEntitlement, GiftRedemption, GiftStock, LedgerEntry, MemberChange, OutboxMessage
 from tests.conftest import API_KEY
-from tests.factories import GIFT_RULES, make_member, make_points, make_stock
+from tests.factories import GIFT_RULES, make_member, make_points, make_stock, utc_now
 
 NOON = datetime(2026, 11, 23, 4, 0, tzinfo=timezone.utc)
 GOOD = DEFAULT_RULES_PATH.read_text(encoding="utf-8")
@@ -117,7 +117,7 @@ def test_a_withdrawn_gift_keeps_its_open_codes(state, rules_with):
 
 def test_handover_by_cli_once_then_says_when_and_by_whom(app, state):
     with state.db.write() as session:
-        add_staff(session, "M1", "王经理")
+        add_staff(session, "M1", "王经理", now=utc_now())
     _, code = redeemed(state)
     cli = app.test_cli_runner()
     first = cli.invoke(args=["gifts", "handover", code.lower(), "--staff", "M1"])
@@ -155,7 +155,7 @@ def test_handover_by_api_once(app, state):
 def test_a_mailed_gift_is_marked_sent_with_its_tracking_note(app, state):
     with state.db.write() as session:
         member = make_member(session, tier="B")
-        session.add(GiftEntitlement(member_id=member.id, source="purchase:X", reason="purchase"))
+        session.add(GiftEntitlement(member_id=member.id, source="purchase:X", reason="purchase", created_at=utc_now()))
         make_stock(session, "bracelet", 1)
         code = gifts.redeem(session, state.rules, member.id, "bracelet", NOON, "test",
                             mail=gifts.Mailing("赵", "13800000000", "上海市 1 号")).code
@@ -239,7 +239,7 @@ def test_a_diamond_purchase_of_the_amount_brings_one_entitlement(state):
 
 def test_an_a_member_first_purchase_of_the_year_brings_the_annual_gift_told_once(state, fake_wechat):
     with state.db.write() as session:
-        add_staff(session, "M1", "王经理", openid="o-m1")
+        add_staff(session, "M1", "王经理", openid="o-m1", now=utc_now())
         member = make_member(session, tier="A", manager_id="M1", openid="o-a")
         make_member(session, tier="A", manager_id="M1", openid="o-a-nothing-bought")
     purchase(state, member.card_no, "R1", "100.00")
@@ -328,7 +328,7 @@ def test_a_refund_and_a_gift_choice_at_once_never_both_keep_the_entitlement(stat
         def give_back() -> None:
             barrier.wait()
             with state.db.write() as session:
-                outcomes["refund"] = purchases.refund_purchase(session, f"RACE{n}", rules=state.rules).gift_entitlement
+                outcomes["refund"] = purchases.refund_purchase(session, f"RACE{n}", rules=state.rules, now=utc_now()).gift_entitlement
 
         threads = [threading.Thread(target=choose), threading.Thread(target=give_back)]
         for thread in threads:

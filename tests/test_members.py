@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import date
+from datetime import date, datetime, timezone
 
 import pytest
 from sqlalchemy import func, select
@@ -12,7 +12,7 @@ from storage.db import Database
 from storage.ledger import ledger_sum
 from storage.members import BindOutcome
 from storage.models import LedgerEntry, Member, MemberChange
-from tests.factories import make_member
+from tests.factories import make_member, utc_now
 
 
 @pytest.fixture
@@ -21,6 +21,7 @@ def database_url(db_url) -> str:
 
 
 TODAY = date(2026, 11, 23)
+AT = datetime(2026, 11, 23, 2, tzinfo=timezone.utc)  # 10:00 on TODAY in the rules' zone
 CSV = """card_no,name,phone,birthday,tier,points,manager
 D1000001,张三,138-0000-0001,1990-05-01,D,100,
 C1000001,李四,+86 13800000002,1985-02-28,C,,
@@ -37,14 +38,14 @@ B1000003,周九,13800000007,1970-01-01,B,,NOPE
 def db(db_url) -> Database:
     database = Database(db_url)
     with database.write() as session:
-        members.add_staff(session, "M9", "王经理")
+        members.add_staff(session, "M9", "王经理", now=utc_now())
     yield database
     database.dispose()
 
 
 def test_import_keeps_good_rows_and_names_bad_ones(db, rules):
     with db.write() as session:
-        report = members.import_members(session, CSV.splitlines(keepends=True), rules, TODAY)
+        report = members.import_members(session, CSV.splitlines(keepends=True), rules, AT)
     assert (report.created, report.updated, report.unchanged) == (3, 0, 0)
     assert report.errors == [
         (5, "birthday '1990-13-01' is not a date in YYYY-MM-DD form"),
@@ -63,9 +64,9 @@ def test_import_keeps_good_rows_and_names_bad_ones(db, rules):
 def test_reimporting_the_same_file_changes_nothing(db, rules):
     lines = CSV.splitlines(keepends=True)
     with db.write() as session:
-        members.import_members(session, lines, rules, TODAY)
+        members.import_members(session, lines, rules, AT)
     with db.write() as session:
-        again = members.import_members(session, lines, rules, TODAY)
+        again = members.import_members(session, lines, rules, AT)
     assert (again.created, again.updated, again.unchanged) == (0, 0, 3)
     with db.read() as session:
         assert session.scalar(select(func.count()).select_from(LedgerEntry)) == 2  # two opening balances
@@ -74,10 +75,10 @@ def test_reimporting_the_same_file_changes_nothing(db, rules):
 
 def test_import_updates_changed_fields_and_records_them(db, rules):
     with db.write() as session:
-        members.import_members(session, CSV.splitlines(keepends=True), rules, TODAY)
+        members.import_members(session, CSV.splitlines(keepends=True), rules, AT)
     changed = "card_no,name,phone,birthday,tier\nD1000001,张三丰,13800000001,1990-05-01,C\n"
     with db.write() as session:
-        report = members.import_members(session, changed.splitlines(keepends=True), rules, TODAY)
+        report = members.import_members(session, changed.splitlines(keepends=True), rules, AT)
     assert report.updated == 1
     with db.read() as session:
         member = members.find_by_card(session, "D1000001")
@@ -89,7 +90,7 @@ def test_import_updates_changed_fields_and_records_them(db, rules):
 
 def test_import_without_required_columns_says_which(db, rules):
     with db.write() as session:
-        report = members.import_members(session, ["card_no,name\n", "X1,a\n"], rules, TODAY)
+        report = members.import_members(session, ["card_no,name\n", "X1,a\n"], rules, AT)
     assert report.errors == [(1, "header lacks column(s): phone, tier")]
 
 
@@ -112,11 +113,11 @@ def test_one_openid_per_member_and_one_member_per_openid(db):
         second = make_member(session, phone="13922222222")
         card1, card2 = first.card_no, second.card_no
     with db.write() as session:
-        assert members.bind_member(session, "o1", card1, "139 1111 1111")[0] is BindOutcome.BOUND
+        assert members.bind_member(session, "o1", card1, "139 1111 1111", now=utc_now())[0] is BindOutcome.BOUND
     with db.write() as session:
-        assert members.bind_member(session, "o2", card1, "13911111111")[0] is BindOutcome.CARD_TAKEN
-        assert members.bind_member(session, "o1", card2, "13922222222")[0] is BindOutcome.ALREADY_BOUND
-        assert members.bind_member(session, "o3", card2, "13900000000")[0] is BindOutcome.NO_MATCH
+        assert members.bind_member(session, "o2", card1, "13911111111", now=utc_now())[0] is BindOutcome.CARD_TAKEN
+        assert members.bind_member(session, "o1", card2, "13922222222", now=utc_now())[0] is BindOutcome.ALREADY_BOUND
+        assert members.bind_member(session, "o3", card2, "13900000000", now=utc_now())[0] is BindOutcome.NO_MATCH
 
 
 def test_concurrent_binds_of_one_card_bind_it_once(db):
@@ -128,7 +129,7 @@ def test_concurrent_binds_of_one_card_bind_it_once(db):
     def bind(openid: str) -> None:
         barrier.wait()
         with db.write() as session:
-            outcomes.append(members.bind_member(session, openid, card, "13933333333")[0])
+            outcomes.append(members.bind_member(session, openid, card, "13933333333", now=utc_now())[0])
 
     threads = [threading.Thread(target=bind, args=(f"race-{i}",)) for i in range(6)]
     for t in threads:
@@ -248,8 +249,8 @@ def test_staff_list(app, state):
     from storage.members import add_staff
 
     with state.db.write() as session:
-        add_staff(session, "M1", "王经理", openid="o-manager-0001")
-        add_staff(session, "S1", "客服小李", role="service")
+        add_staff(session, "M1", "王经理", openid="o-manager-0001", now=utc_now())
+        add_staff(session, "S1", "客服小李", role="service", now=utc_now())
         make_member(session, manager_id="M1")
         make_member(session, manager_id="M1")
     out = app.test_cli_runner().invoke(args=["staff", "list"]).output.splitlines()

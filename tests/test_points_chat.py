@@ -6,7 +6,7 @@ from datetime import date, datetime, timezone
 import pytest
 
 from storage import ledger, purchases
-from tests.factories import make_member
+from tests.factories import make_member, utc_now
 
 
 @pytest.fixture
@@ -23,8 +23,9 @@ def member(state, clock):
         for n, (amount, when) in enumerate([("12345.60", "2026-03-01T12:00:00"), ("100", "2026-11-22T23:30:00")]):
             purchases.record_purchase(session, purchases.parse_purchase(
                 {"receipt_no": f"PC{n}", "card_no": m.card_no, "amount": amount, "purchased_at": when,
-                 "store": "S1"}, rules, now=datetime(2026, 11, 23, tzinfo=timezone.utc)), rules)
-        ledger.deduct_points(session, m.id, 45, reference="gift")
+                 "store": "S1"}, rules, now=datetime(2026, 11, 23, tzinfo=timezone.utc)), rules,
+                now=datetime(2026, 11, 23, tzinfo=timezone.utc))
+        ledger.deduct_points(session, m.id, 45, reference="gift", occurred_at=datetime(2026, 11, 23, 4, tzinfo=timezone.utc))
         return m
 
 
@@ -61,7 +62,7 @@ def test_history_shows_at_most_ten(wechat, state, clock):
     with state.db.write() as session:
         m = make_member(session, openid="o-many")
         for n in range(12):
-            ledger.award_points(session, m.id, n + 1, expires_on=date(2030, 1, 1))
+            ledger.award_points(session, m.id, n + 1, expires_on=date(2030, 1, 1), occurred_at=utc_now())
     lines = wechat.text("o-many", "history").splitlines()
     assert lines[0] == "最近 10 笔积分记录：" and len(lines) == 11
     assert lines[1].endswith("+12") and lines[-1].endswith("+3")
@@ -110,6 +111,6 @@ def test_an_imported_opening_balance_is_named_as_such(wechat, state, clock):
 
     csv = ["card_no,name,phone,birthday,tier,points,manager\n", "K0000001,钱多多,13600000001,,C,5000,\n"]
     with state.db.write() as session:
-        import_members(session, csv, state.rules, state.today())
+        import_members(session, csv, state.rules, state.now())
     wechat.text("o-opening", "绑定 K0000001 13600000001")
     assert wechat.text("o-opening", "积分明细").splitlines()[1:] == [f"{state.today()} 期初积分 +5,000"]

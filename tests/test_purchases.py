@@ -10,10 +10,9 @@ from sqlalchemy import select
 from storage import purchases
 from storage.db import Database
 from storage.members import find_by_card
-from storage.models import utcnow
 from storage.models import LedgerEntry, Purchase
 from storage.purchases import FieldError, parse_purchase
-from tests.factories import make_member
+from tests.factories import make_member, utc_now
 
 GOOD = {"receipt_no": "R1", "card_no": "b0000001", "amount": "1999.99",
         "purchased_at": "2026-11-01T10:00:00", "store": "上海南京路店"}
@@ -27,10 +26,10 @@ def db(db_url) -> Database:
 
 
 def test_a_purchase_without_offset_is_shanghai_time(rules):
-    purchase = parse_purchase(GOOD, rules, utcnow())
+    purchase = parse_purchase(GOOD, rules, utc_now())
     assert purchase.purchased_at == datetime(2026, 11, 1, 2, 0, tzinfo=timezone.utc)
     assert purchase.card_no == "B0000001" and purchase.amount == Decimal("1999.99")
-    with_offset = parse_purchase({**GOOD, "purchased_at": "2026-11-01T10:00:00+00:00"}, rules, utcnow())
+    with_offset = parse_purchase({**GOOD, "purchased_at": "2026-11-01T10:00:00+00:00"}, rules, utc_now())
     assert with_offset.purchased_at.hour == 10
 
 
@@ -76,21 +75,21 @@ def test_a_purchase_without_offset_is_shanghai_time(rules):
 )
 def test_bad_fields_are_named(rules, change, field, message):
     with pytest.raises(FieldError) as bad:
-        parse_purchase({**GOOD, **change}, rules, utcnow())
+        parse_purchase({**GOOD, **change}, rules, utc_now())
     assert bad.value.field == field and message in str(bad.value)
     assert len(str(bad.value)) < 120  # what the caller sent does not come back whole
 
 
 def test_json_numbers_and_negative_zero(rules):
     """The API reads JSON numbers as Decimal: an integer receipt number is text, -0 is 0."""
-    purchase = parse_purchase({**GOOD, "receipt_no": Decimal("12345"), "amount": Decimal("-0")}, rules, utcnow())
+    purchase = parse_purchase({**GOOD, "receipt_no": Decimal("12345"), "amount": Decimal("-0")}, rules, utc_now())
     assert purchase.receipt_no == "12345" and str(purchase.amount) == "0.00"
 
 
 def test_points_are_amount_times_the_tier_rate_rounded_down(db, rules):
     with db.write() as session:
         make_member(session, card_no="B0000001", tier="B")  # rate 1.2
-        result = purchases.record_purchase(session, parse_purchase(GOOD, rules, utcnow()), rules)
+        result = purchases.record_purchase(session, parse_purchase(GOOD, rules, utc_now()), rules, now=utc_now())
     assert (result.status, result.points) == ("created", 2399)  # 1999.99 × 1.2 = 2399.988
     with db.read() as session:
         lot = session.scalar(select(LedgerEntry).where(LedgerEntry.kind == "earn"))
@@ -104,9 +103,9 @@ def test_the_same_receipt_twice_is_a_duplicate_and_earns_once(db, rules):
         make_member(session, card_no="B0000001", tier="B")
     for expected in ("created", "duplicate"):
         with db.write() as session:
-            assert purchases.record_purchase(session, parse_purchase(GOOD, rules, utcnow()), rules).status == expected
+            assert purchases.record_purchase(session, parse_purchase(GOOD, rules, utc_now()), rules, now=utc_now()).status == expected
     with db.write() as session:
-        clash = purchases.record_purchase(session, parse_purchase({**GOOD, "amount": "5"}, rules, utcnow()), rules)
+        clash = purchases.record_purchase(session, parse_purchase({**GOOD, "amount": "5"}, rules, utc_now()), rules, now=utc_now())
     assert clash.status == "refused" and "already recorded with another card or amount" in clash.reason
     with db.read() as session:
         assert find_by_card(session, "B0000001").points_balance == 2399
@@ -114,7 +113,7 @@ def test_the_same_receipt_twice_is_a_duplicate_and_earns_once(db, rules):
 
 def test_an_unknown_card_is_refused(db, rules):
     with db.write() as session:
-        result = purchases.record_purchase(session, parse_purchase(GOOD, rules, utcnow()), rules)
+        result = purchases.record_purchase(session, parse_purchase(GOOD, rules, utc_now()), rules, now=utc_now())
     assert result.status == "refused" and "B0000001 is not a known member" in result.reason
     with db.read() as session:
         assert session.scalar(select(Purchase.id)) is None
@@ -125,14 +124,14 @@ def test_refund_reverses_the_points_left(db, rules):
 
     with db.write() as session:
         member = make_member(session, card_no="B0000001", tier="B")
-        purchases.record_purchase(session, parse_purchase(GOOD, rules, utcnow()), rules)
-        ledger.deduct_points(session, member.id, 2000)  # spent most of it on a gift
+        purchases.record_purchase(session, parse_purchase(GOOD, rules, utc_now()), rules, now=utc_now())
+        ledger.deduct_points(session, member.id, 2000, occurred_at=utc_now())  # spent most of it on a gift
     with db.write() as session:
-        refund = purchases.refund_purchase(session, "R1", rules=rules)
+        refund = purchases.refund_purchase(session, "R1", rules=rules, now=utc_now())
     assert (refund.status, refund.points_reversed, refund.shortfall) == ("refunded", 399, 2000)
     with db.write() as session:
-        assert purchases.refund_purchase(session, "R1", rules=rules).status == "already_refunded"
-        assert purchases.refund_purchase(session, "NOPE", rules=rules).status == "not_found"
+        assert purchases.refund_purchase(session, "R1", rules=rules, now=utc_now()).status == "already_refunded"
+        assert purchases.refund_purchase(session, "NOPE", rules=rules, now=utc_now()).status == "not_found"
     with db.read() as session:
         assert find_by_card(session, "B0000001").points_balance == 0
         assert ledger.check_balances(session) == []
@@ -143,12 +142,12 @@ def test_refund_after_the_points_expired_takes_nothing_from_other_points(db, rul
 
     with db.write() as session:
         member = make_member(session, card_no="B0000001", tier="B")
-        purchases.record_purchase(session, parse_purchase(GOOD, rules, utcnow()), rules)  # 2,399 points
-        ledger.award_points(session, member.id, 500, expires_on=date(2099, 1, 1), reference="later")
+        purchases.record_purchase(session, parse_purchase(GOOD, rules, utc_now()), rules, now=utc_now())  # 2,399 points
+        ledger.award_points(session, member.id, 500, expires_on=date(2099, 1, 1), reference="later", occurred_at=utc_now())
     with db.write() as session:
-        assert ledger.expire_due_lots(session, date(2099, 1, 1)) == 2399
+        assert ledger.expire_due_lots(session, utc_now(), date(2099, 1, 1)) == 2399
     with db.write() as session:
-        refund = purchases.refund_purchase(session, "R1", rules=rules)
+        refund = purchases.refund_purchase(session, "R1", rules=rules, now=utc_now())
     assert (refund.points_reversed, refund.shortfall, refund.points_expired) == (0, 0, 2399)
     assert refund.as_dict()["points_expired"] == 2399
     with db.read() as session:
@@ -161,11 +160,11 @@ def test_partial_refunds_add_up_and_lower_the_spend_tiers_count(db, rules):
 
     with db.write() as session:
         make_member(session, card_no="B0000001", tier="B")
-        purchases.record_purchase(session, parse_purchase({**GOOD, "amount": "30000"}, rules, utcnow()), rules)
+        purchases.record_purchase(session, parse_purchase({**GOOD, "amount": "30000"}, rules, utc_now()), rules, now=utc_now())
     with db.write() as session:
         for n in range(3):  # three thirds: their floors add up to all the points
             result = purchases.refund_purchase(session, "R1", purchases.RefundIn(Decimal("10000"), f"P{n}"),
-                                               rules=rules)
+                                               rules=rules, now=utc_now())
             assert result.status == "refunded"
     with db.read() as session:
         member = find_by_card(session, "B0000001")
@@ -179,10 +178,10 @@ def test_a_partial_refund_lowers_the_spend_by_its_amount(db, rules):
 
     with db.write() as session:
         make_member(session, card_no="B0000001", tier="B")
-        purchases.record_purchase(session, parse_purchase({**GOOD, "amount": "25000"}, rules, utcnow()), rules)
-        purchases.refund_purchase(session, "R1", purchases.RefundIn(Decimal("6000"), "P1"), rules=rules)
+        purchases.record_purchase(session, parse_purchase({**GOOD, "amount": "25000"}, rules, utc_now()), rules, now=utc_now())
+        purchases.refund_purchase(session, "R1", purchases.RefundIn(Decimal("6000"), "P1"), rules=rules, now=utc_now())
     with db.read() as session:
-        today = rules.today(utcnow())
+        today = rules.today(utc_now())
         facts = tiers.member_facts(session, find_by_card(session, "B0000001"), rules, today, None)
         assert facts.spend == Decimal("19000.00") and facts.purchases == 1  # still a visit
         assert [c.new_tier for c in tiers.tier_changes(session, rules, today)] == ["C"]
@@ -193,7 +192,7 @@ def test_refunds_from_csv(app, state, tmp_path):
         make_member(session, card_no="B0000001", tier="B")
         for n in (1, 2):
             purchases.record_purchase(session, parse_purchase({**GOOD, "receipt_no": f"R{n}"}, state.rules,
-                                                              utcnow()), state.rules)
+                                                              utc_now()), state.rules, now=utc_now())
     path = tmp_path / "refunds.csv"
     path.write_text("receipt_no,refund_no,amount\nR1,RF1,999.50\nR2,,\nNOPE,RF9,1\nR1,RF2,abc\n", encoding="utf-8")
     runner = app.test_cli_runner()
@@ -237,4 +236,4 @@ def test_csv_import_keeps_good_rows_and_is_idempotent(app, state, tmp_path):
 def test_refunding_a_receipt_no_purchase_can_have_is_not_found(db, rules, receipt_no):
     """PostgreSQL refuses a NUL in a query: such receipts are not looked up at all."""
     with db.write() as session:
-        assert purchases.refund_purchase(session, receipt_no, rules=rules).status == "not_found"
+        assert purchases.refund_purchase(session, receipt_no, rules=rules, now=utc_now()).status == "not_found"

@@ -24,7 +24,7 @@ from scheduler.delivery import DrainStats, drain, recover_stale_claims
 from storage import outbox
 from storage.models import Member, OutboxMessage
 from tests.conftest import ROOT, TOKEN, free_port
-from tests.factories import make_member
+from tests.factories import make_member, utc_now
 from tests.test_pushes import PUSHES, _env, _write_rules
 
 DAY = date(2026, 6, 1)
@@ -236,7 +236,8 @@ def _event(wechat, openid: str, msgid, status: str, at: datetime):
 
 
 def _row(session, **values) -> OutboxMessage:
-    values = {"job": "birthday", "occasion": "2026-06-01", "message": "birthday_greeting", **values}
+    values = {"job": "birthday", "occasion": "2026-06-01", "message": "birthday_greeting", "created_at": utc_now(),
+              **values}
     row = OutboxMessage(**values)
     session.add(row)
     session.flush()

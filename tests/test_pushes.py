@@ -19,7 +19,7 @@ from scheduler.delivery import drain
 from storage import ledger
 from storage.models import JobRun, LedgerEntry, Member, MemberChange, OutboxMessage, Voucher
 from tests.conftest import AES_KEY, APPID, ROOT, TOKEN
-from tests.factories import make_member
+from tests.factories import make_member, utc_now
 
 PUSHES = {"quiet_hours": None, "backoff_seconds": 0, "claim_timeout_seconds": 1, "batch_size": 10,
           "concurrent_sends": 4, "lease_seconds": 2, "rate_limit_per_minute": 0}
@@ -51,7 +51,7 @@ def test_birthday_by_tier_with_gift_alert_and_skips(app, state, db, fake_wechat)
     with db.write() as session:
         from storage.members import add_staff
 
-        add_staff(session, "M1", "王经理", openid="o-manager")
+        add_staff(session, "M1", "王经理", openid="o-manager", now=utc_now())
         d = bound(session, 1, tier="D", birthday=date(1990, 11, 23))
         b = bound(session, 2, tier="B", birthday=date(1980, 11, 23))
         a = bound(session, 3, tier="A", birthday=date(1970, 11, 30), manager_id="M1")  # in 7 days
@@ -133,8 +133,8 @@ def _one_push(state, db, **member_fields) -> Member:
     with db.write() as session:
         from storage import outbox
 
-        for audience in birthday.plan(session, state.rules, date(2026, 6, 1)).audiences:
-            outbox.insert_audience(session, audience)
+        for audience in birthday.plan(session, state.rules, datetime(2026, 6, 1, 2, tzinfo=timezone.utc)).audiences:
+            outbox.insert_audience(session, audience, now=utc_now())
     return member
 
 
@@ -191,7 +191,7 @@ def test_quiet_hours_hold_marketing_but_not_staff_alerts(state, db, fake_wechat,
     with db.write() as session:
         from storage.members import add_staff
 
-        add_staff(session, "M1", "王经理", openid="o-manager")
+        add_staff(session, "M1", "王经理", openid="o-manager", now=utc_now())
         bound(session, 1, tier="A", birthday=date(1970, 11, 23), manager_id="M1")
         bound(session, 2, tier="A", birthday=date(1970, 11, 30), manager_id="M1")
     _, _, stats = jobs.run_job(state, "birthday", date(2026, 11, 23))
@@ -404,9 +404,9 @@ def test_retention_grace_reminders_and_reset(state, db, fake_wechat, rules_with)
     start = date(2026, 1, 10)
     with db.write() as session:
         keeper = bound(session, 1, tier="B")  # no purchase in two years, many points
-        ledger.award_points(session, keeper.id, 50_000, expires_on=date(2030, 1, 1))
+        ledger.award_points(session, keeper.id, 50_000, expires_on=date(2030, 1, 1), occurred_at=utc_now())
         buyer = bound(session, 2, tier="B")
-        ledger.award_points(session, buyer.id, 40_000, expires_on=date(2030, 1, 1))
+        ledger.award_points(session, buyer.id, 40_000, expires_on=date(2030, 1, 1), occurred_at=utc_now())
         bound(session, 3, tier="D")
     jobs.run_job(state, "points_reset", start)
     texts = {m["touser"]: m["data"]["first"]["value"] for m in fake_wechat.sent()}
@@ -419,7 +419,7 @@ def test_retention_grace_reminders_and_reset(state, db, fake_wechat, rules_with)
         from decimal import Decimal
 
         record_purchase(session, PurchaseIn("G1", buyer.card_no, Decimal("100"),
-                                            datetime(2026, 3, 1, 4, tzinfo=timezone.utc), "S"), state.rules)
+                                            datetime(2026, 3, 1, 4, tzinfo=timezone.utc), "S"), state.rules, now=utc_now())
     for day, expected in ((date(2026, 6, 10), "还有 30 天"), (date(2026, 7, 3), "还有 7 天")):
         jobs.run_job(state, "points_reset", day)
         assert expected in fake_wechat.sent()[-1]["data"]["first"]["value"]
@@ -450,10 +450,10 @@ def test_expiring_lots_are_reminded_and_expired(state, db, fake_wechat):
 
     with db.write() as session:
         member = bound(session, 1, tier="C")
-        ledger.award_points(session, member.id, 321, expires_on=date(2026, 12, 23))
+        ledger.award_points(session, member.id, 321, expires_on=date(2026, 12, 23), occurred_at=utc_now())
         for n, month in enumerate((3, 9)):  # a regular customer, not lapsed
             record_purchase(session, PurchaseIn(f"E{n}", member.card_no, Decimal("0.50"),
-                                                datetime(2026, month, 1, tzinfo=timezone.utc), "S"), state.rules)
+                                                datetime(2026, month, 1, tzinfo=timezone.utc), "S"), state.rules, now=utc_now())
     jobs.run_job(state, "points_reset", date(2026, 11, 23))
     [reminder] = fake_wechat.sent()
     assert "321 积分将于 2026-12-23 到期" in reminder["data"]["first"]["value"]
@@ -472,9 +472,9 @@ def test_tier_recalculation_applies_changes_with_notices(state, db, fake_wechat)
         faller = bound(session, 2, tier="A")
         for n, month in enumerate((3, 10)):  # both buy twice a year or so: neither is lapsed
             record_purchase(session, PurchaseIn(f"T{n}", riser.card_no, Decimal("12500"),
-                                                datetime(2026, month, 1, tzinfo=timezone.utc), "S"), state.rules)
+                                                datetime(2026, month, 1, tzinfo=timezone.utc), "S"), state.rules, now=utc_now())
             record_purchase(session, PurchaseIn(f"F{n}", faller.card_no, Decimal("800"),
-                                                datetime(2026, month, 2, tzinfo=timezone.utc), "S"), state.rules)
+                                                datetime(2026, month, 2, tzinfo=timezone.utc), "S"), state.rules, now=utc_now())
     jobs.run_job(state, "tier_recalc", date(2026, 11, 23))
     with db.read() as session:
         assert session.get(Member, riser.id).tier == "B" and session.get(Member, faller.id).tier == "D"
@@ -591,18 +591,18 @@ def test_one_push_to_one_member_or_staff_is_planned_once_and_delivered(state, db
 
     state.rules_holder._rules = rules_with(pushes={**PUSHES, "quiet_hours": {"start": "00:00", "end": "23:59:59"}})
     with db.write() as session:
-        add_staff(session, "S1", "李客服", openid="o-service")
+        add_staff(session, "S1", "李客服", openid="o-service", now=utc_now())
         opted_out = bound(session, 1, tier="C", opted_out=True)
         lapsed = bound(session, 2, tier="D", segment="lapsed")
         extra = outbox.extra_json(voucher_code="X1", voucher_valid_until="2026-12-01")
         assert outbox.enqueue_member_push(session, "gifts", "code-X1", opted_out.id, "birthday_gift",
-                                          extra=extra, marketing=False)
+                                          extra=extra, marketing=False, now=utc_now())
         assert not outbox.enqueue_member_push(session, "gifts", "code-X1", opted_out.id, "birthday_gift",
-                                              extra=extra, marketing=False)
-        assert outbox.enqueue_member_push(session, "gifts", "news", lapsed.id, "birthday_greeting")
-        assert outbox.enqueue_staff_push(session, "tickets", "T1", "S1", "manager_birthday_alert", member_id=lapsed.id)
+                                              extra=extra, marketing=False, now=utc_now())
+        assert outbox.enqueue_member_push(session, "gifts", "news", lapsed.id, "birthday_greeting", now=utc_now())
+        assert outbox.enqueue_staff_push(session, "tickets", "T1", "S1", "manager_birthday_alert", member_id=lapsed.id, now=utc_now())
         assert not outbox.enqueue_staff_push(session, "tickets", "T1", "S1", "manager_birthday_alert",
-                                             member_id=lapsed.id)
+                                             member_id=lapsed.id, now=utc_now())
     drain(state)
     sent = {m["touser"]: m for m in fake_wechat.sent()}
     # A service message reaches an opted-out member even in quiet hours; marketing to a lapsed one does not.

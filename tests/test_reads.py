@@ -35,7 +35,7 @@ def member_id(db, rules) -> int:
             purchases.record_purchase(session, purchases.parse_purchase(
                 {"receipt_no": f"R{n}", "card_no": member.card_no, "amount": amount,
                  "purchased_at": "2026-10-01T12:00:00", "store": "S1"}, rules,
-                now=datetime(2026, 11, 23, tzinfo=timezone.utc)), rules)
+                now=datetime(2026, 11, 23, tzinfo=timezone.utc)), rules, now=datetime(2026, 11, 23, tzinfo=timezone.utc))
         make_staff(session, "S9", role="manager", openid="o-staff", name="王经理")
         return member.id
 

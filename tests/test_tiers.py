@@ -12,7 +12,7 @@ from storage import ledger, tiers
 from storage.db import Database
 from storage.models import Member, Purchase
 from storage.tiers import MemberFacts, evaluate_member
-from tests.factories import make_member
+from tests.factories import make_member, utc_now
 
 TODAY = date(2026, 11, 23)
 
@@ -23,10 +23,12 @@ def database_url(db_url) -> str:
 
 
 def facts(tier="C", spend="0", purchases=0, visits=0, last=None, points=0, top=False, carried="0",
-          held_days=None) -> MemberFacts:
+          held_days=None, grace_days=None) -> MemberFacts:
     last_on = TODAY - timedelta(days=last) if last is not None else None
     held_until = TODAY + timedelta(days=held_days) if held_days is not None else None
-    return MemberFacts(tier, Decimal(spend), purchases, visits, last_on, points, top, Decimal(carried), held_until)
+    grace_until = TODAY + timedelta(days=grace_days) if grace_days is not None else None
+    return MemberFacts(tier, Decimal(spend), purchases, visits, last_on, points, top, Decimal(carried), held_until,
+                       grace_until)
 
 
 @pytest.mark.parametrize(
@@ -38,7 +40,16 @@ def facts(tier="C", spend="0", purchases=0, visits=0, last=None, points=0, top=F
         (facts(spend="19999", purchases=3, visits=2, last=5), "C", "stable", "swinging"),
         (facts(spend="20000", purchases=4, visits=3, last=1), "B", "upgrade", "active"),
         (facts(tier="A", spend="50000", purchases=6, visits=3, last=1), "A", "stable", "active"),
-        (facts(spend="0", points=90000, top=True), "D", "retention", "churned"),
+        # retention keeps the tier (and the points) through the grace: DOMAIN.md, 挽留群体
+        (facts(spend="0", points=90000, top=True), "C", "retention", "churned"),
+        (facts(tier="B", spend="0", points=10, grace_days=5), "B", "retention", "churned"),
+        (facts(tier="B", spend="0", points=10, grace_days=0), "D", "lapsed", "churned"),
+        # lapsed: A-class keep their card; others drop to what their spend earns
+        (facts(tier="A", spend="1000", purchases=1, visits=1, last=100), "A", "lapsed", "trending"),
+        (facts(tier="B", spend="1000", purchases=1, visits=1, last=100), "D", "lapsed", "trending"),
+        # spend carried in by import: few purchases recorded are no lapse (history before the bot unknown)
+        (facts(tier="C", carried="6000"), "C", "stable", "churned"),
+        (facts(tier="C", spend="100", purchases=1, visits=1, last=10, carried="6000"), "C", "stable", "swinging"),
         (facts(spend="800", purchases=1, visits=0, last=400, points=90000, top=True), "D", "upgrade", "churned"),
         (facts(tier="A", spend="60000", purchases=1, visits=1, last=300), "A", "lapsed", "trending"),
         (facts(spend="100", purchases=1, visits=1, last=364), "D", "lapsed", "trending"),
@@ -81,22 +92,24 @@ def _random_programme(db: Database, rules, count: int = 60) -> None:
             member = make_member(session, tier=rng.choice("DCBA"), tier_source="import" if holds else "earned",
                                  tier_since=TODAY - timedelta(days=rng.randrange(0, 900)) if holds else None,
                                  carried_spend=Decimal(rng.choice([0, 6000, 25000])) if holds else Decimal(0),
-                                 carried_spend_since=TODAY - timedelta(days=rng.randrange(0, 900)) if holds else None)
+                                 carried_spend_since=TODAY - timedelta(days=rng.randrange(0, 900)) if holds else None,
+                                 retention_grace_until=TODAY + timedelta(days=rng.randrange(-5, 100))
+                                 if rng.random() < 0.2 else None)
             for k in range(rng.choice([0, 0, 1, 2, 3, 4, 6])):
                 day = TODAY - timedelta(days=rng.randrange(0, 1100))
                 moment = datetime.combine(day, time(rng.randrange(24), 30), zone).astimezone(timezone.utc)
                 amount = Decimal(rng.choice([300, 2500, 8000, 21000, 30000]))
                 session.add(Purchase(receipt_no=f"RND{n}-{k}", member_id=member.id, amount=amount,
                                      purchased_at=moment, store="S",
-                                     refunded_at=moment if rng.random() < 0.1 else None))
+                                     refunded_at=moment if rng.random() < 0.1 else None, created_at=moment))
             if rng.random() < 0.6:
-                ledger.award_points(session, member.id, rng.randrange(1, 100000), expires_on=TODAY)
+                ledger.award_points(session, member.id, rng.randrange(1, 100000), expires_on=TODAY, occurred_at=utc_now())
 
 
 def test_the_set_based_pass_agrees_with_the_pure_rule(db, rules):
     _random_programme(db, rules)
     with db.write() as session:
-        stats = tiers.evaluate_all(session, rules, TODAY)
+        stats = tiers.evaluate_all(session, rules, TODAY, now=utc_now())
     assert stats.members == 60
     with db.read() as session:
         cutoff = tiers.points_cutoff(session, rules)
@@ -114,7 +127,7 @@ def test_the_set_based_pass_agrees_with_the_pure_rule(db, rules):
 def test_members_show_prints_each_with_its_reason(app, state):
     with state.db.write() as session:
         member = make_member(session, name="赵雅琴", tier="B")
-        ledger.award_points(session, member.id, 300, expires_on=date(2027, 1, 1))
+        ledger.award_points(session, member.id, 300, expires_on=date(2027, 1, 1), occurred_at=utc_now())
     result = app.test_cli_runner().invoke(args=["members", "show", member.card_no, "--date", "2026-11-23"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
@@ -137,7 +150,7 @@ def _import(state, *rows: str):
     from storage.members import import_members
 
     with state.db.write() as session:
-        report = import_members(session, [IMPORTED, *rows], state.rules, state.today())
+        report = import_members(session, [IMPORTED, *rows], state.rules, state.now())
     assert not report.errors, report.errors
 
 
@@ -160,7 +173,7 @@ def test_an_imported_tier_holds_for_the_window_then_is_warned_once_and_lowered(a
     from storage.members import bind_member
 
     with state.db.write() as session:
-        bind_member(session, "o-held", "H0000001", "13500000001")
+        bind_member(session, "o-held", "H0000001", "13500000001", now=utc_now())
     _recalc(state, clock, start)
     assert _member(state, "H0000001").tier == "B"  # no purchase in the bot, yet not demoted
     shown = app.test_cli_runner().invoke(args=["members", "show", "H0000001", "--date", "2026-11-24"]).output
@@ -189,7 +202,7 @@ def test_purchases_earning_a_higher_tier_lift_an_imported_one(state, clock):
     _import(state, "H0000002,周敏,13500000002,,C,,,,")
     with state.db.write() as session:
         record_purchase(session, PurchaseIn("HOLD-1", "H0000002", Decimal("52000"),
-                                            datetime(2026, 11, 23, 2, tzinfo=timezone.utc), "S"), state.rules)
+                                            datetime(2026, 11, 23, 2, tzinfo=timezone.utc), "S"), state.rules, now=utc_now())
     _recalc(state, clock, date(2026, 11, 23))
     member = _member(state, "H0000002")
     assert (member.tier, member.tier_source) == ("A", "earned")
@@ -212,7 +225,7 @@ def test_reimporting_with_spend_changes_nothing(state, clock):
     _import(state, row)
     clock.now += 3 * 86400  # the same file again three days later
     with state.db.write() as session:
-        report = import_members(session, [IMPORTED, row], state.rules, state.today())
+        report = import_members(session, [IMPORTED, row], state.rules, state.now())
     assert (report.unchanged, report.updated) == (1, 0)
 
 

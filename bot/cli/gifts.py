@@ -38,7 +38,7 @@ def gifts_stock(gift_id: str, change: str) -> None:
         known = gift.id if gift is not None else None
         if known is None and gift_id not in {line.gift_id for line in gifts.stock_lines(session, bot.rules)}:
             fail(f"no gift {gift_id!r} in config.yaml (gifts.catalogue)")
-        row = gifts.adjust_stock(session, known or gift_id, int(change), actor="cli")
+        row = gifts.adjust_stock(session, known or gift_id, int(change), actor="cli", now=bot.now())
     click.echo(f"{row.gift_id}: stock {row.stock}, reserved {row.reserved}, left {row.stock - row.reserved}")
 
 

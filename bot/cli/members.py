@@ -21,7 +21,7 @@ def members_import(file: Path) -> None:
     """Upsert members from CSV: card_no,name,phone,birthday,tier,points,manager."""
     bot = state()
     with open_csv(file) as lines, bot.db.write() as session:
-        report = import_members(session, lines, bot.rules, bot.today(), actor="cli")
+        report = import_members(session, lines, bot.rules, bot.now(), actor="cli")
     report_import(file, report.errors, report.summary())
 
 
@@ -80,7 +80,8 @@ def members_set_tier(card_no: str, tier: str, reason: str) -> None:
         member = find_by_card(session, card_no)
         if member is None:
             fail(f"no member with card {card_no}")
-        old = change_tier(session, member.id, tier, "cli", bot.today(), reason=reason, source="operator")
+        old = change_tier(session, member.id, tier, "cli", bot.today(), reason=reason, source="operator",
+                          now=bot.now())
     if old is None:
         click.echo(f"{card_no} is already {tier}")
     else:

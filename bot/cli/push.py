@@ -22,7 +22,7 @@ def push_preview(job: str, on: datetime | None) -> None:
     """Print, sending nothing, who would get what per tier, and three rendered samples."""
     bot, day = state(), day_of(on)
     with bot.db.write() as session:  # evaluation may write segments: roll everything back below
-        preview = preview_job(session, bot.rules, job, day)
+        preview = preview_job(session, bot.rules, job, bot.moment_on(day))
         session.rollback()
     plan = preview.plan
     click.echo(f"{job} for {plan.occasion} (as of {day}); nothing is sent")
@@ -145,7 +145,7 @@ def push_status(runs: int, in_doubt_job: str | None, occasion: str | None) -> No
         return
     bot = state()
     with bot.db.read() as session:
-        statuses = outbox.recent_runs(session, runs)
+        statuses = outbox.recent_runs(session, bot.now(), runs)
     if not statuses:
         click.echo("no job has run yet")
     for status in statuses:

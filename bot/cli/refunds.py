@@ -19,5 +19,5 @@ def refunds_import(file: Path) -> None:
     """Refund purchases from CSV: receipt_no,refund_no,amount (empty amount: all that is left; idempotent)."""
     bot = state()
     with open_csv(file) as lines, bot.db.write() as session:
-        report = import_refunds(session, lines, bot.rules, actor="cli")
+        report = import_refunds(session, lines, bot.rules, bot.now(), actor="cli")
     report_import(file, report.errors, report.summary())

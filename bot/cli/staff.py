@@ -19,8 +19,9 @@ group = AppGroup("staff", help="Account managers and service staff.")
 @click.option("--role", default="manager", type=click.Choice(["manager", "service", "supervisor", "admin"]))
 def staff_add(staff_id: str, name: str, openid: str | None, role: str) -> None:
     """Create or update a staff member."""
-    with state().db.write() as session:
-        add_staff(session, staff_id, name, openid=openid, role=role)
+    bot = state()
+    with bot.db.write() as session:
+        add_staff(session, staff_id, name, openid=openid, role=role, now=bot.now())
     click.echo(f"staff {staff_id} saved")
 
 

@@ -41,7 +41,7 @@ def seed_demo_stock(bot: BotState) -> list[str]:
         known = set(session.scalars(select(GiftStock.gift_id).where(GiftStock.gift_id.in_(wanted))))
         stocked = [gift_id for gift_id in wanted if gift_id not in known]
         for gift_id in stocked:
-            adjust_stock(session, gift_id, DEMO_STOCK, actor="demo")
+            adjust_stock(session, gift_id, DEMO_STOCK, actor="demo", now=bot.now())
     if stocked:
         log.info("demo stock: %d of each of %s", DEMO_STOCK, ", ".join(stocked))
     return stocked
@@ -57,9 +57,9 @@ def seed_demo_data(bot: BotState) -> None:
     now = bot.now()
     with bot.db.write() as session:
         for staff_id, name, role, openid in DEMO_STAFF:
-            add_staff(session, staff_id, name, openid=openid, role=role)
+            add_staff(session, staff_id, name, openid=openid, role=role, now=bot.now())
     with open_csv(DEMO_MEMBERS) as lines, bot.db.write() as session:
-        report = import_members(session, lines, bot.rules, bot.today(), actor="demo")
+        report = import_members(session, lines, bot.rules, bot.now(), actor="demo")
     for line, reason in report.errors:
         log.error("%s, line %s: %s", DEMO_MEMBERS, line, reason)
     with bot.db.write() as session:

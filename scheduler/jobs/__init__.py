@@ -11,7 +11,7 @@ import logging
 import os
 import socket
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
@@ -23,7 +23,7 @@ from scheduler.jobs import (birthday, event_changes, event_invitations, event_re
                             monthly_bulletin, points_reset, ticket_watch, tier_recalc)
 from scheduler.jobs.base import Job, JobPlan
 from storage import outbox
-from storage.models import Member, utcnow
+from storage.models import Member
 
 if TYPE_CHECKING:
     from bot.services import BotState
@@ -55,30 +55,36 @@ def runner_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def plan_job(session: Session, rules: Rules, name: str, today: date) -> JobPlan:
+def plan_job(session: Session, rules: Rules, name: str, now: datetime) -> JobPlan:
     if name not in JOBS:
         raise KeyError(f"unknown job {name!r}; jobs: {', '.join(JOBS)}")
-    return JOBS[name].plan(session, rules, today)
+    return JOBS[name].plan(session, rules, now)
 
 
 def run_job(state: "BotState", name: str, today: date, drain: bool = True
             ) -> tuple[JobPlan, int, DrainStats | None]:
-    """Plan (and apply) ``name`` for ``today`` in one transaction, then send what may go now."""
+    """Plan (and apply) ``name`` for ``today`` in one transaction, then send what may go now.
+
+    The run's moment is the clock's time of day on ``today`` (``BotState.moment_on``): all it
+    writes (ledger entries, tier changes, the outbox) is dated ``today``, as `push run --date` says.
+    The pushes planned count those the job's changes planned too (tier notices, promotions).
+    """
     rules = state.rules
     job = JOBS[name]
+    now = state.moment_on(today)
     with state.db.write() as session:
         if job.apply_before:
-            job.apply_before(session, rules, today)
-        plan = plan_job(session, rules, name, today)
-        run = outbox.start_run(session, name, plan.occasion, runner_name(), today)
-        planned = sum(outbox.insert_audience(session, audience) for audience in plan.audiences)
+            job.apply_before(session, rules, now)
+        plan = plan_job(session, rules, name, now)
+        run = outbox.start_run(session, name, plan.occasion, runner_name(), today, now)
+        planned = sum(outbox.insert_audience(session, audience, now) for audience in plan.audiences)
         if job.apply_after:
-            job.apply_after(session, rules, today, plan)
+            planned += job.apply_after(session, rules, now, plan)
         run.planned = planned
         notes = [plan.note] if plan.note else []
         notes += [f"{what}: {n}" for what, n in plan.changes.items()]
         run.note = "; ".join(notes) or None
-        run.finished_at = utcnow()
+        run.finished_at = now
     if plan.note:
         log.warning("job %s: %s", name, plan.note)
     log.info("job %s for %s: %d pushes planned%s", name, plan.occasion, planned, f" ({run.note})" if run.note else "")
@@ -95,9 +101,9 @@ class Preview:
     samples: list[tuple[str, str]]  # (card number, or the staff member and the card, rendered text)
 
 
-def preview_job(session: Session, rules: Rules, name: str, today: date, samples: int = 3) -> Preview:
-    """Plan ``name`` for ``today`` inside the caller's transaction, which the caller rolls back."""
-    plan = plan_job(session, rules, name, today)
+def preview_job(session: Session, rules: Rules, name: str, now: datetime, samples: int = 3) -> Preview:
+    """Plan ``name`` at ``now`` inside the caller's transaction, which the caller rolls back."""
+    plan = plan_job(session, rules, name, now)
     lines = [(a.occasion, found) for a in plan.audiences if (found := outbox.preview_audience(session, a))]
     rows = [row for audience in plan.audiences for row in outbox.sample_audience(session, audience)][:samples]
     return Preview(plan, lines, [_render_sample(session, rules, JOBS[name], row) for row in rows])

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import calendar
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import and_, case, select
 from sqlalchemy.orm import Session
@@ -23,7 +23,8 @@ def birthday_keys(day: date) -> list[int]:
     return keys
 
 
-def plan(session: Session, rules: Rules, today: date) -> JobPlan:
+def plan(session: Session, rules: Rules, now: datetime) -> JobPlan:
+    today = rules.today(now)
     job = rules.jobs.birthday
     message = case(*[(Member.tier == tier, name) for tier, name in job.messages.items()])
     greet = member_audience(
@@ -39,15 +40,15 @@ def plan(session: Session, rules: Rules, today: date) -> JobPlan:
     return JobPlan(today.isoformat(), [greet, alert])
 
 
-def give_vouchers(session: Session, rules: Rules, today: date) -> int:
+def give_vouchers(session: Session, rules: Rules, now: datetime) -> int:
     """A gift voucher for each member of the voucher tiers greeted today (once per birthday)."""
-    job = rules.jobs.birthday
+    job, today = rules.jobs.birthday, rules.today(now)
     greeted = select(Member.id).where(
         Member.birthday_md.in_(birthday_keys(today)), Member.tier.in_(job.voucher_tiers),
         outbox.marketing_skip_reason().is_(None),
     )
     return issue_vouchers(session, greeted, today.isoformat(), today + timedelta(days=job.voucher_valid_days),
-                          prefix=f"BD{today:%y%m%d}")
+                          prefix=f"BD{today:%y%m%d}", now=now)
 
 
 JOB = Job("birthday", plan, apply_before=give_vouchers,

@@ -8,7 +8,7 @@ the waitlist. Run at once with `push run event_changes`.
 """
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
@@ -17,20 +17,22 @@ from scheduler.jobs.base import Job, JobPlan
 from storage import events
 
 
-def _now(rules: Rules, today: date) -> datetime:
+def _start(rules: Rules, now: datetime) -> datetime:
     """The job's moment: the start of the day it runs for (a rerun or `push run --date` does the same)."""
-    return rules.local_midnight(today)
+    return rules.local_midnight(rules.today(now))
 
 
-def plan(session: Session, rules: Rules, today: date) -> JobPlan:
-    changes = events.change_audiences(session, rules, _now(rules, today))
-    return JobPlan(today.isoformat(), changes.audiences)
+def plan(session: Session, rules: Rules, now: datetime) -> JobPlan:
+    changes = events.change_audiences(session, rules, _start(rules, now))
+    return JobPlan(rules.today(now).isoformat(), changes.audiences)
 
 
-def apply_after(session: Session, rules: Rules, today: date, plan: JobPlan) -> None:
-    now = _now(rules, today)
+def apply_after(session: Session, rules: Rules, now: datetime, plan: JobPlan) -> int:
+    now = _start(rules, now)
     plan.changes.update(events.apply_changes(session, events.change_audiences(session, rules, now), now))
-    plan.changes["waitlist places promoted"] = events.promote_everywhere(session, rules, now)
+    promoted = events.promote_everywhere(session, rules, now)
+    plan.changes["waitlist places promoted"] = promoted
+    return promoted  # one push each
 
 
 JOB = Job("event_changes", plan, apply_after=apply_after)

@@ -5,7 +5,7 @@ Marketing: quiet hours, opt-out and lapsing apply. Planned once per event and me
 """
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
@@ -15,7 +15,8 @@ from scheduler.jobs.base import Job, JobPlan
 from storage import events
 
 
-def plan(session: Session, rules: Rules, today: date) -> JobPlan:
+def plan(session: Session, rules: Rules, now: datetime) -> JobPlan:
+    today = rules.today(now)
     # Sign-up counts as open if it is open at the job's hour that day.
     moment = rules.local_instant(datetime.combine(today, parse_clock(rules.jobs.event_invitations.at)))
     return JobPlan(today.isoformat(), events.invitation_audiences(rules, moment))

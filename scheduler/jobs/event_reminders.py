@@ -5,7 +5,7 @@ member (outbox key ``rem:<session row>``).
 """
 from __future__ import annotations
 
-from datetime import date
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
@@ -14,7 +14,8 @@ from scheduler.jobs.base import Job, JobPlan
 from storage import events
 
 
-def plan(session: Session, rules: Rules, today: date) -> JobPlan:
+def plan(session: Session, rules: Rules, now: datetime) -> JobPlan:
+    today = rules.today(now)
     return JobPlan(today.isoformat(), events.reminder_audiences(session, rules, rules.local_midnight(today)))
 
 

@@ -1,7 +1,7 @@
 """Holiday greetings (DOMAIN.md, Pushes: birthday and holiday greetings by tier); lapsed and opted-out skipped."""
 from __future__ import annotations
 
-from datetime import date
+from datetime import datetime
 
 from sqlalchemy import case
 from sqlalchemy.orm import Session
@@ -13,7 +13,8 @@ from storage.models import Member
 from storage.outbox import member_audience
 
 
-def plan(session: Session, rules: Rules, today: date) -> JobPlan:
+def plan(session: Session, rules: Rules, now: datetime) -> JobPlan:
+    today = rules.today(now)
     job = rules.jobs.holidays
     holiday = job.on(today)
     if holiday is None:

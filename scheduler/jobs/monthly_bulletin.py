@@ -1,7 +1,7 @@
 """The month's bulletin file to the tiers that get it; a month without a file sends nothing."""
 from __future__ import annotations
 
-from datetime import date
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
@@ -13,7 +13,8 @@ from storage.models import Member
 from storage.outbox import member_audience
 
 
-def plan(session: Session, rules: Rules, today: date) -> JobPlan:
+def plan(session: Session, rules: Rules, now: datetime) -> JobPlan:
+    today = rules.today(now)
     job = rules.jobs.monthly_bulletin
     month = f"{today:%Y-%m}"
     path = bulletin_path(rules, month)
