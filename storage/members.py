@@ -5,13 +5,13 @@ import enum
 import io
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
 import redis as redis_lib
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Select, bindparam, false, func, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -42,8 +42,13 @@ def birthday_key(birthday: date | None) -> int | None:
     return None if birthday is None else birthday.month * 100 + birthday.day
 
 
-def record_change(session: Session, member_id: int, action: str, actor: str, detail: str | None = None) -> None:
-    session.add(MemberChange(member_id=member_id, action=action, actor=actor, detail=detail))
+def record_change(session: Session, member_id: int, action: str, actor: str, detail: str | None = None,
+                  at: datetime | None = None) -> None:
+    """Add an entry to the member's audit trail; ``at``: the caller's clock (default: the database row's)."""
+    change = MemberChange(member_id=member_id, action=action, actor=actor, detail=detail)
+    if at is not None:
+        change.at = at
+    session.add(change)
 
 
 _BY_OPENID = select(Member).where(Member.openid == bindparam("openid"))  # built once: every message asks
@@ -199,6 +204,41 @@ def set_following(session: Session, openid: str, following: bool) -> Member | No
         member.subscribed = following
         record_change(session, member.id, "follow" if following else "unfollow", f"openid:{openid}")
     return member
+
+
+# --------------------------------------------------------------------------- reachability
+
+UNREACHABLE, REACHABLE = "unreachable", "reachable"  # their member_changes actions
+
+
+def mark_unreachable(session: Session, member_ids: Select | Sequence[int], reason: str | None,
+                     now: datetime) -> None:
+    """WeChat refused these members' messages (a block, 43004 …): no pushes until they write or follow
+    again (``mark_reachable``). Recorded once per member, with WeChat's reason."""
+    marked = session.scalars(
+        update(Member).where(Member.id.in_(member_ids), Member.unreachable.is_(false()))
+        .values(unreachable=True).returning(Member.id).execution_options(synchronize_session=False)
+    ).all()
+    for member_id in marked:
+        record_change(session, member_id, UNREACHABLE, "wechat", reason, at=now)
+
+
+def mark_reachable(session: Session, member_id: int, actor: str, now: datetime) -> bool:
+    """The member wrote or followed again, so WeChat delivers to them again; True if they were unreachable."""
+    cleared = session.execute(
+        update(Member).where(Member.id == member_id, Member.unreachable.is_(true()))
+        .values(unreachable=False).execution_options(synchronize_session=False)
+    ).rowcount
+    if cleared:
+        record_change(session, member_id, REACHABLE, actor, at=now)
+    return bool(cleared)
+
+
+def unreachable_since(session: Session, member_id: int) -> MemberChange | None:
+    """The change that last marked the member unreachable: when, and WeChat's reason."""
+    return session.scalar(select(MemberChange).where(MemberChange.member_id == member_id,
+                                                     MemberChange.action == UNREACHABLE)
+                          .order_by(MemberChange.id.desc()).limit(1))
 
 
 # --------------------------------------------------------------------------- imports
