@@ -9,6 +9,7 @@ import redis as redis_lib
 from bot.context import Context, read_only
 from bot.dialogs import CONFIRM, Ask, Flow, Invalid
 from bot.guards import member_required
+from rules import echoed
 from storage import gifts, ledger
 from storage.gifts import GiftRefused, Mailing
 from storage.members import mask_openid, normalise_phone
@@ -207,7 +208,7 @@ def cancel_redemption(ctx: Context) -> str:
         balance = ledger.balance(session, ctx.member.id)
     redemption = closing.redemption
     if closing.outcome == "not_found":
-        return ctx.text("gift_code_unknown", code=code[:16])
+        return ctx.text("gift_code_unknown", code=echoed(code, 16))
     if closing.outcome != "done":
         return ctx.text("gift_cancel_refused", code=redemption.code, status=status_text(ctx, redemption))
     if redemption.kind != "points":

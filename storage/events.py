@@ -24,7 +24,7 @@ from sqlalchemy import Select, and_, case, cast, func, literal, or_, select, upd
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from rules import BotError, Rules
+from rules import BotError, Rules, echoed
 from rules.events import Event, EventSession
 from storage import outbox
 from storage.codes import new_code, normalise_code
@@ -284,11 +284,11 @@ def cancel_signup(session: Session, rules: Rules, event_id: str, member_id: int,
     withdrawn at any time. Refused: nothing live (``leave_not_signed_up``), past the deadline."""
     signup = live_signup(session, member_id, event_id.strip()) or _live_by_case(session, member_id, event_id)
     if signup is None:
-        raise EventRefused("leave_not_signed_up", event_id=event_id)
+        raise EventRefused("leave_not_signed_up", event_id=echoed(event_id))
     row = _locked_row(session, EventSessionRow.id == signup.session_id)
     session.refresh(signup)  # as it is now that the session is ours: a retry may have ended it meanwhile
     if signup.status not in LIVE:
-        raise EventRefused("leave_not_signed_up", event_id=event_id)
+        raise EventRefused("leave_not_signed_up", event_id=echoed(event_id))
     event = rules.events.event(signup.event_id)
     values = {"event_id": signup.event_id, "title": row.title, "session_label": row.session_key}
     if event is not None:
@@ -306,7 +306,7 @@ def cancel_signup(session: Session, rules: Rules, event_id: str, member_id: int,
         .execution_options(synchronize_session=False)
     ).rowcount
     if not ended:
-        raise EventRefused("leave_not_signed_up", event_id=event_id)
+        raise EventRefused("leave_not_signed_up", event_id=echoed(event_id))
     session.refresh(signup)
     promoted: list[EventSignup] = []
     if was_booked:

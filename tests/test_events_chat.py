@@ -117,6 +117,14 @@ def test_refusals_say_why_and_change_nothing(wechat, state, clock):
     assert len(signups(state)) == 1 and signups(state)[0][1] == "booked" and seats(state, "jade") == 1
 
 
+@pytest.mark.parametrize("command, answer", [("报名", "没有编号为“{id}”的活动。"), ("取消报名", "您没有报名编号为“{id}”的活动。")],
+                         ids=["join", "leave"])
+def test_an_unknown_id_of_ten_thousand_characters_comes_back_short(wechat, state, command, answer):
+    bound(state, "o-c")
+    reply = wechat.text("o-c", f"{command} {'x' * 10_000}")
+    assert reply.startswith(answer.format(id="x" * 32 + "…")) and len(reply) < 100
+
+
 def test_a_full_session_offers_the_waitlist_and_a_cancellation_promotes_by_push_once(wechat, state, fake_wechat):
     for n in range(4):
         bound(state, f"o-{n}", "D")
