@@ -44,7 +44,7 @@ def birthday_key(birthday: date | None) -> int | None:
 
 def record_change(session: Session, member_id: int, action: str, actor: str, detail: str | None = None,
                   at: datetime | None = None) -> None:
-    """Add an entry to the member's audit trail; ``at``: the caller's clock (default: the database row's)."""
+    """Add an entry to the member's audit trail; ``at``: when, by the caller's clock (default: the model's)."""
     change = MemberChange(member_id=member_id, action=action, actor=actor, detail=detail)
     if at is not None:
         change.at = at
