@@ -241,9 +241,10 @@ def event_checkin(event_id: str):
     """Mark a booking attended at the door, once: ``{"code": "K7M2QX"}`` or ``{"card_no": "C0000001"}``.
 
     200 ``checked_in``; 200 ``already_checked_in`` with the first check-in's time; 404 for an unknown
-    event or no sign-up with that code or card; 409 ``not_booked`` for a waitlist place or an ended sign-up.
+    event or no sign-up with that code or card; 409 ``not_booked`` for a waitlist place or an ended sign-up,
+    409 ``not_open`` / ``closed`` (with ``opens_at``, ``closes_at``) outside the session's check-in hours.
     """
-    from storage.events import check_in
+    from storage.events import EventRefused, check_in
 
     state = _state()
     rules = state.rules
@@ -266,8 +267,14 @@ def event_checkin(event_id: str):
     event = rules.events.event(event_id) if len(event_id) <= 24 else None
     if event is None:
         return jsonify(status="not_found", error=f"no event {event_id[:24]!r}"), 404
-    with state.db.write() as session:
-        done = check_in(session, event.id, value, "api", state.now())
+    try:
+        with state.db.write() as session:
+            done = check_in(session, rules, event, value, "api", state.now())
+    except EventRefused as refused:  # not on the session's day
+        values = refused.values
+        return jsonify(status=refused.message.removeprefix("checkin_"), opens_at=values["opens"],
+                       closes_at=values["closes"], error=rules.messages.render(refused.message, **values),
+                       event_id=event.id, card_no=values["card_no"], code=values["code"]), 409
     if done.status == "not_found":
         return jsonify(status="not_found", error=f"no sign-up for {event.id} with {field} {value}"), 404
     signup, member = done.signup, done.member

@@ -2,7 +2,8 @@
 
 A ``Flow`` is a handler's list of questions (``Ask``), an optional confirmation and a ``finish``
 step. Answers given up front (``绑定 D001 138…``) skip their questions; each answer is read
-by its ``Ask.read`` (raise ``Invalid`` to ask again); the state lives under
+by its ``Ask.read`` (raise ``Invalid`` to ask again); a confirmation goes on once, however many
+yes words arrive at the same moment (the others get ``dialog_confirm_repeated``); the state lives under
 ``prefix:dialog:<openid>`` for ``dialog.ttl_seconds``, so an abandoned dialog vanishes; any
 keyword starts afresh and ``取消`` leaves (bot/dispatch.py).
 """
@@ -109,6 +110,8 @@ class Flow:
     steps: tuple[Ask, ...]
     finish: Callable[["Context", dict[str, Any]], str | None]
     confirm: str | None = None  # a message name showing the answers; a yes word (dialog.yes_words) goes on
+    declined: str | None = None  # a message name: any other answer to the confirmation ends the dialog with it
+    # (default: the confirmation hint, and the question stays open)
 
     def handle(self, ctx: "Context", **given: Any) -> str | None:
         """Answer the open step if this flow's dialog is open, else start with the answers ``given``."""
@@ -120,7 +123,15 @@ class Flow:
     def _reply(self, ctx: "Context", step: str, answers: dict[str, Any], text: str) -> str | None:
         if step == CONFIRM:
             if not ctx.router.is_yes(text):
-                return ctx.text("dialog_confirm_hint")
+                if self.declined is None:
+                    return ctx.text("dialog_confirm_hint")
+                ctx.dialog.end()
+                return ctx.text(self.declined, **answers)
+            # Two confirmations sent at once (two messages with their own MsgIds, not WeChat's retry of one)
+            # both find the dialog at this step: only the one that closes it goes on, and the other is told
+            # so, never left with no answer at all.
+            if not ctx.dialog.end():
+                return ctx.text("dialog_confirm_repeated", **answers)
             answers[CONFIRM] = True
             return self._next(ctx, answers)
         ask = next(a for a in self.steps if a.key == step)

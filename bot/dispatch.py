@@ -26,6 +26,8 @@ from bot.replies import text_reply
 from bot.router import Match
 from bot.services import BotState
 from handlers import HANDLERS
+from storage import members
+from storage.members import mask_openid
 
 log = logging.getLogger(__name__)
 
@@ -156,15 +158,34 @@ def dispatch(ctx: Context, fixed: Match | None = NOT_FETCHED) -> str | None:  # 
     """
     try:
         name = choose_handler(ctx, keyword_route(ctx) if fixed is NOT_FETCHED else fixed)
-        if name is None:
-            return None
-        handler = HANDLERS[name]
-        ctx.member_loader = getattr(handler, "member_loader", None)
-        refused = refusal(handler, ctx)
-        return refused if refused is not None else handler(ctx)
+        reply = None
+        if name is not None:
+            handler = HANDLERS[name]
+            ctx.member_loader = getattr(handler, "member_loader", None)
+            refused = refusal(handler, ctx)
+            reply = refused if refused is not None else handler(ctx)
     except Exception:
         log.exception("handler failed: openid=%s type=%s", ctx.openid, ctx.message.type)
         return ctx.text("busy")
+    _note_reachable(ctx)
+    return reply
+
+
+def _note_reachable(ctx: Context) -> None:
+    """A member WeChat refused delivery to has written or followed again: pushes reach them again.
+
+    Read from the member row the message loads anyway (``ctx.member``); written only when the flag is set.
+    """
+    if _from_wechat_itself(ctx.message) or str(ctx.message._data.get("Event", "")).lower() == "unsubscribe":
+        return
+    try:
+        member = ctx.member
+        if member is not None and member.unreachable:
+            with ctx.db.write() as session:
+                if members.mark_reachable(session, member.id, f"openid:{ctx.openid}", ctx.now):
+                    log.info("%s wrote to the account: reachable again", mask_openid(ctx.openid))
+    except Exception:  # the answer still goes out; the next message tries again
+        log.exception("could not mark %s reachable", mask_openid(ctx.openid))
 
 
 def keyword_route(ctx: Context) -> Match | None:

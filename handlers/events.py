@@ -8,6 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from bot.context import Context, read_only
 from bot.dialogs import Ask, Flow, Invalid
 from bot.guards import member_required
+from rules import echoed
 from rules.events import Event, EventSession
 from storage import events
 from storage.events import EventRefused
@@ -130,7 +131,7 @@ def join(ctx: Context) -> str | None:
     event = rules.events.event(event_id)
     refused = None
     if event is None:
-        refused = EventRefused("join_unknown", event_id=event_id)
+        refused = EventRefused("join_unknown", event_id=echoed(event_id))
     else:
         refused = events.refusal_to_join(rules, event, ctx.member, ctx.now)
     sessions = events.open_sessions(rules, event, ctx.now) if event is not None else []

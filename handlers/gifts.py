@@ -7,8 +7,9 @@ from typing import Any
 import redis as redis_lib
 
 from bot.context import Context, read_only
-from bot.dialogs import CONFIRM, Ask, Flow, Invalid
+from bot.dialogs import Ask, Flow, Invalid
 from bot.guards import member_required
+from rules import echoed
 from storage import gifts, ledger
 from storage.gifts import GiftRefused, Mailing
 from storage.members import mask_openid, normalise_phone
@@ -125,8 +126,8 @@ def _finish(ctx: Context, answers: dict[str, Any]) -> str:
 MAIL_STEPS = (Ask("mail_name", "gift_ask_name", _mail_name), Ask("mail_phone", "gift_ask_phone", _mail_phone),
               Ask("mail_address", "gift_ask_address", _mail_address))
 FLOWS = {
-    "pickup": Flow("redeem", (), finish=_finish, confirm="gift_confirm"),
-    "mail": Flow("redeem", MAIL_STEPS, finish=_finish, confirm="gift_confirm_mail"),
+    "pickup": Flow("redeem", (), finish=_finish, confirm="gift_confirm", declined="gift_redeem_dropped"),
+    "mail": Flow("redeem", MAIL_STEPS, finish=_finish, confirm="gift_confirm_mail", declined="gift_redeem_dropped"),
 }
 
 
@@ -136,16 +137,7 @@ def redeem(ctx: Context) -> str | None:
     address first); `确认` redeems, anything else drops it."""
     state = ctx.dialog.state
     if state is not None and state["handler"] == "redeem":
-        answers = dict(state["data"])
-        if state["step"] == CONFIRM:
-            if not ctx.router.is_yes(ctx.args):
-                ctx.dialog.end()
-                return ctx.text("gift_redeem_dropped")
-            # Two confirmations sent at once (two messages, not a retry): only the one that closes the dialog redeems.
-            if not ctx.dialog.end():
-                return None
-            return _finish(ctx, answers)
-        return FLOWS[answers["fulfilment"]].handle(ctx)
+        return FLOWS[state["data"]["fulfilment"]].handle(ctx)
     gift_id = ctx.args.strip()
     if not gift_id:
         return ctx.text("gift_redeem_usage")
@@ -207,7 +199,7 @@ def cancel_redemption(ctx: Context) -> str:
         balance = ledger.balance(session, ctx.member.id)
     redemption = closing.redemption
     if closing.outcome == "not_found":
-        return ctx.text("gift_code_unknown", code=code[:16])
+        return ctx.text("gift_code_unknown", code=echoed(code, 16))
     if closing.outcome != "done":
         return ctx.text("gift_cancel_refused", code=redemption.code, status=status_text(ctx, redemption))
     if redemption.kind != "points":

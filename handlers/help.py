@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from bot.context import Context, read_only
+from rules import echoed
 
 
 @read_only
@@ -10,9 +11,7 @@ def show_help(ctx: Context) -> str:
 
 
 def unknown_text(ctx: Context) -> str:
-    # Keep the echo short: a long paste should not come back as a wall of text.
-    shown = ctx.args if len(ctx.args) <= 20 else ctx.args[:20] + "…"
-    return ctx.text("unknown_text", text=shown)
+    return ctx.text("unknown_text", text=echoed(ctx.args, 20))
 
 
 def media_received(ctx: Context) -> str:

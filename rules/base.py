@@ -58,6 +58,16 @@ def unique_ids(items: list, what: str) -> list:
     return items
 
 
+ECHO_LIMIT = 32  # characters of what a member typed that a reply quotes back (the longest id is 32)
+
+
+def echoed(typed: str, limit: int = ECHO_LIMIT) -> str:
+    """What a member typed, as a reply quotes it: stripped, and cut to ``limit`` characters with "…"
+    (an unknown id of 10,000 characters must not come back as a wall of text)."""
+    text = typed.strip()
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def by_id(items: list, wanted: str):
     """The item whose id is ``wanted`` as a member typed it (case and spaces do not count), or None."""
     folded = wanted.strip().casefold()

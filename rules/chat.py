@@ -60,5 +60,6 @@ class ChatMessages(MessageTexts):
     dialog_cancelled: str
     nothing_to_cancel: str
     dialog_confirm_hint: str
+    dialog_confirm_repeated: str
     staff_only: str
     busy: str

@@ -97,6 +97,10 @@ class EventRules(Frozen):
 
     waitlist_order: Literal["arrival", "tier"] = "arrival"  # tier: higher tiers first, then arrival
     reminder_days_before: int = Field(default=1, ge=1, le=30)
+    # Check-in at the door, on the session's day only (attendance counts in the period of the check-in):
+    # from this many hours before the session starts to this many after it ends, within that day.
+    checkin_opens_hours_before: int = Field(default=2, ge=0, le=24)
+    checkin_closes_hours_after: int = Field(default=2, ge=0, le=24)
     pushes: EventPushes
     catalogue: list[Event] = Field(default_factory=list)
 
@@ -150,3 +154,5 @@ class EventsMessages(MessageTexts):
     leave_too_late: str
     leave_done: str
     leave_withdrawn: str
+    checkin_not_open: str
+    checkin_closed: str

@@ -556,7 +556,7 @@ def settle_finish_event(state: "BotState", msgid: str | None, openid: str, statu
             return Settled(None, None, "none", False)
         changed = outbox.settle(session, row.id, delivered, reason, msgid, now)
         if changed and reason and reason.replace(" ", "").lower() == USER_BLOCK.replace(" ", ""):
-            outbox.mark_unreachable(session, [row.id])
+            outbox.mark_unreachable(session, [row.id], now, reason)
         new_status = session.scalar(select(OutboxMessage.status).where(OutboxMessage.id == row.id))
     if changed:
         log.info("push %s %s by WeChat's finish event (matched by %s)%s", row.id, new_status, by,

@@ -24,7 +24,7 @@ from sqlalchemy import Select, and_, case, cast, func, literal, or_, select, upd
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from rules import BotError, Rules
+from rules import BotError, Rules, echoed
 from rules.events import Event, EventSession
 from storage import outbox
 from storage.codes import new_code, normalise_code
@@ -284,11 +284,11 @@ def cancel_signup(session: Session, rules: Rules, event_id: str, member_id: int,
     withdrawn at any time. Refused: nothing live (``leave_not_signed_up``), past the deadline."""
     signup = live_signup(session, member_id, event_id.strip()) or _live_by_case(session, member_id, event_id)
     if signup is None:
-        raise EventRefused("leave_not_signed_up", event_id=event_id)
+        raise EventRefused("leave_not_signed_up", event_id=echoed(event_id))
     row = _locked_row(session, EventSessionRow.id == signup.session_id)
     session.refresh(signup)  # as it is now that the session is ours: a retry may have ended it meanwhile
     if signup.status not in LIVE:
-        raise EventRefused("leave_not_signed_up", event_id=event_id)
+        raise EventRefused("leave_not_signed_up", event_id=echoed(event_id))
     event = rules.events.event(signup.event_id)
     values = {"event_id": signup.event_id, "title": row.title, "session_label": row.session_key}
     if event is not None:
@@ -306,7 +306,7 @@ def cancel_signup(session: Session, rules: Rules, event_id: str, member_id: int,
         .execution_options(synchronize_session=False)
     ).rowcount
     if not ended:
-        raise EventRefused("leave_not_signed_up", event_id=event_id)
+        raise EventRefused("leave_not_signed_up", event_id=echoed(event_id))
     session.refresh(signup)
     promoted: list[EventSignup] = []
     if was_booked:
@@ -359,12 +359,26 @@ class CheckIn:
     row: EventSessionRow | None = None
 
 
-def check_in(session: Session, event_id: str, code_or_card: str, by: str, now: datetime) -> CheckIn:
-    """Mark a booking attended, once; by booking code or by the member's card number."""
+def checkin_window(rules: Rules, starts: datetime, ends: datetime) -> tuple[datetime, datetime]:
+    """When check-in opens and closes for a session from ``starts`` to ``ends``: ``events.checkin_*`` hours
+    around it, but within the session's day in the rules' time zone (attendance counts where the check-in is)."""
+    cfg = rules.events
+    day_starts = rules.local_midnight(rules.today(starts))
+    day_ends = rules.local_midnight(rules.today(ends) + timedelta(days=1))
+    return (max(starts - timedelta(hours=cfg.checkin_opens_hours_before), day_starts),
+            min(ends + timedelta(hours=cfg.checkin_closes_hours_after), day_ends))
+
+
+def check_in(session: Session, rules: Rules, event: Event, code_or_card: str, by: str, now: datetime) -> CheckIn:
+    """Mark a booking attended, once; by booking code or by the member's card number.
+
+    Refused (``EventRefused``: ``checkin_not_open`` or ``checkin_closed``, naming when, nothing written)
+    outside its session's ``checkin_window``; a booking checked in already says when, at any time.
+    """
     wanted = code_or_card.strip()
     found = session.execute(
         select(EventSignup, Member).join(Member, Member.id == EventSignup.member_id)
-        .where(EventSignup.event_id == event_id, or_(EventSignup.code == normalise_code(wanted), Member.card_no == wanted))
+        .where(EventSignup.event_id == event.id, or_(EventSignup.code == normalise_code(wanted), Member.card_no == wanted))
         .order_by(case((EventSignup.status == "booked", 0), (EventSignup.status == "waitlisted", 1), else_=2),
                   EventSignup.id.desc())
         .limit(1)
@@ -375,6 +389,20 @@ def check_in(session: Session, event_id: str, code_or_card: str, by: str, now: d
     row = session.get(EventSessionRow, signup.session_id)
     if signup.status != "booked":
         return CheckIn("not_booked", signup, member, row)
+    if signup.checked_in_at is not None:
+        return CheckIn("already", signup, member, row)
+    es = event.session(row.session_key)  # the file's times (a move not yet applied), else the row's
+    starts, ends = ((rules.local_instant(es.starts), rules.local_instant(es.ends)) if es is not None
+                    else (row.starts_at, row.ends_at))
+    opens, closes = checkin_window(rules, starts, ends)
+    if not opens <= now < closes:
+        values = {"event_id": event.id, "title": row.title, "session_label": row.session_key,
+                  "starts": rules.local_time(starts), "opens": rules.local_time(opens),
+                  "closes": rules.local_time(closes), "card_no": member.card_no, "name": member.name,
+                  "code": signup.code, "party": signup.party}
+        if es is not None:
+            values["session_label"] = session_label(event, es)
+        raise EventRefused("checkin_not_open" if now < opens else "checkin_closed", **values)
     marked = session.execute(
         update(EventSignup).where(EventSignup.id == signup.id, EventSignup.status == "booked",
                                   EventSignup.checked_in_at.is_(None))

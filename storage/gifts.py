@@ -24,7 +24,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached
 
-from rules import BotError, Rules
+from rules import BotError, Rules, echoed
 from rules.gifts import Gift
 from storage import ledger, outbox
 from storage.codes import new_code, normalise_code
@@ -150,7 +150,7 @@ def offers(session: Session, rules: Rules, member: Any, today: date) -> list[Off
 def find_gift(rules: Rules, gift_id: str) -> Gift:
     gift = rules.gifts.gift(gift_id)
     if gift is None:
-        raise GiftRefused("gift_unknown", id=gift_id.strip()[:32])
+        raise GiftRefused("gift_unknown", id=echoed(gift_id))
     return gift
 
 

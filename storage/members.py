@@ -5,13 +5,13 @@ import enum
 import io
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
 import redis as redis_lib
-from sqlalchemy import bindparam, func, insert, literal, select, update
+from sqlalchemy import Select, bindparam, false, func, insert, literal, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -209,6 +209,41 @@ def set_following(session: Session, openid: str, following: bool, *, now: dateti
         member.subscribed = following
         record_change(session, member.id, "follow" if following else "unfollow", f"openid:{openid}", now=now)
     return member
+
+
+# --------------------------------------------------------------------------- reachability
+
+UNREACHABLE, REACHABLE = "unreachable", "reachable"  # their member_changes actions
+
+
+def mark_unreachable(session: Session, member_ids: Select | Sequence[int], reason: str | None,
+                     now: datetime) -> None:
+    """WeChat refused these members' messages (a block, 43004 …): no pushes until they write or follow
+    again (``mark_reachable``). Recorded once per member, with WeChat's reason."""
+    marked = session.scalars(
+        update(Member).where(Member.id.in_(member_ids), Member.unreachable.is_(false()))
+        .values(unreachable=True).returning(Member.id).execution_options(synchronize_session=False)
+    ).all()
+    for member_id in marked:
+        record_change(session, member_id, UNREACHABLE, "wechat", reason, now=now)
+
+
+def mark_reachable(session: Session, member_id: int, actor: str, now: datetime) -> bool:
+    """The member wrote or followed again, so WeChat delivers to them again; True if they were unreachable."""
+    cleared = session.execute(
+        update(Member).where(Member.id == member_id, Member.unreachable.is_(true()))
+        .values(unreachable=False).execution_options(synchronize_session=False)
+    ).rowcount
+    if cleared:
+        record_change(session, member_id, REACHABLE, actor, now=now)
+    return bool(cleared)
+
+
+def unreachable_since(session: Session, member_id: int) -> MemberChange | None:
+    """The change that last marked the member unreachable: when, and WeChat's reason."""
+    return session.scalar(select(MemberChange).where(MemberChange.member_id == member_id,
+                                                     MemberChange.action == UNREACHABLE)
+                          .order_by(MemberChange.id.desc()).limit(1))
 
 
 # --------------------------------------------------------------------------- imports

@@ -18,6 +18,7 @@ from sqlalchemy import String as SqlString
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from storage import members
 from storage.models import JobRun, Member, OutboxMessage, Staff, UTCDateTime
 
 COLUMNS = ["job", "occasion", "recipient", "member_id", "staff_id", "openid", "message", "marketing",
@@ -300,19 +301,19 @@ def record_outcomes(session: Session, outcomes: Sequence[Outcome], now: datetime
           "new_status": o.status, "new_reason": o.reason, "new_channel": o.channel, "new_msgid": o.msgid,
           "tries": o.attempts, "when": (o.at or now) if o.status == "sent" else None} for o in outcomes],
     )
-    mark_unreachable(session, [o.id for o in outcomes if o.status == "unreachable"])
+    refused: dict[str | None, list[int]] = {}
+    for o in outcomes:
+        if o.status == "unreachable":
+            refused.setdefault(o.reason, []).append(o.id)
+    for reason, ids in refused.items():
+        mark_unreachable(session, ids, now, reason)
 
 
-def mark_unreachable(session: Session, ids: Sequence[int]) -> None:
+def mark_unreachable(session: Session, ids: Sequence[int], now: datetime, reason: str | None) -> None:
     """The members of these rows (their own pushes, not staff alerts) refused the account's messages."""
     if ids:
-        session.execute(
-            update(Member)
-            .where(Member.id.in_(select(OutboxMessage.member_id).where(
-                OutboxMessage.id.in_(ids), OutboxMessage.staff_id.is_(None))))
-            .values(unreachable=True)
-            .execution_options(synchronize_session=False)
-        )
+        members.mark_unreachable(session, select(OutboxMessage.member_id).where(
+            OutboxMessage.id.in_(ids), OutboxMessage.staff_id.is_(None)), reason, now)
 
 
 # --------------------------------------------------------------------------- settling (WeChat's finish event)

@@ -39,8 +39,10 @@ def _overview_columns(member_id: Any) -> list:
 _OVERVIEW = select(*_overview_columns(bindparam("member_id")))
 _members = Member.__table__
 # The member's card (what the points and tier answers show), not every column: the `积分` answer is
-# asked more than anything else, and each date column costs a conversion on SQLite.
-_CARD = [_members.c.id, _members.c.card_no, _members.c.name, _members.c.tier, _members.c.points_balance]
+# asked more than anything else, and each date column costs a conversion on SQLite. `unreachable` is
+# what the dispatcher checks after every message (a member who writes is reachable again).
+_CARD = [_members.c.id, _members.c.card_no, _members.c.name, _members.c.tier, _members.c.points_balance,
+         _members.c.unreachable]
 _MEMBER_WITH_POINTS = PreparedRead(select(*_CARD, *_overview_columns(_members.c.id)).where(
     _members.c.openid == bindparam("openid")))
 
@@ -68,8 +70,8 @@ def points_overview(session: Session | Connection, member_id: int, rules: Rules,
 
 
 def member_with_points(reads: Reads, openid: str, rules: Rules, today: date) -> tuple | None:
-    """The member bound to ``openid`` (id, card_no, name, tier, points_balance) with their points overview,
-    in one statement.
+    """The member bound to ``openid`` (id, card_no, name, tier, points_balance, unreachable) with their
+    points overview, in one statement.
 
     A prepared read, not an ORM session: the `积分` answer is asked more than anything else.
     Read the overview with ``PointsOverview.of(row)``.

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -268,6 +269,42 @@ def points_stay_consistent(state):
 @pytest.fixture
 def wechat(app, clock) -> WeChat:
     return WeChat(app.test_client(), clock)
+
+
+_double_tap_ids = itertools.count(9_000_000_000)
+
+
+@pytest.fixture
+def double_tap(monkeypatch):
+    """``double_tap(wechat, openid, content)``: the member sends ``content`` twice at the same moment — two
+    messages, each with its own MsgId, posted from two threads through ``wechat``'s webhook — and both copies
+    read the member's open dialog before either closes it. Returns the two reply texts ('success': none)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bot.dialogs import DialogState
+
+    def send(wechat: WeChat, openid: str, content: str) -> list[str]:
+        app, clock = wechat.client.application, wechat.clock
+        together = threading.Barrier(2, timeout=5)
+        end = DialogState.end
+
+        def end_together(dialog: DialogState) -> bool:
+            together.wait()  # the other copy has read the dialog too
+            return end(dialog)
+
+        def post(_: int) -> str:
+            reply = WeChat(app.test_client(), clock).send(
+                text_xml(openid, content, msg_id=next(_double_tap_ids), create_time=int(clock())))
+            return reply if isinstance(reply, str) else reply["Content"]
+
+        monkeypatch.setattr(DialogState, "end", end_together)
+        try:
+            with ThreadPoolExecutor(2) as pool:
+                return list(pool.map(post, range(2)))
+        finally:
+            monkeypatch.setattr(DialogState, "end", end)
+
+    return send
 
 
 @pytest.fixture

@@ -116,3 +116,10 @@ def test_guards(wechat, member):
     assert wechat.text("o-manager", "工作台") == "您好，王经理。"
     assert wechat.text("o-service", "工作台") == "此功能仅限员工使用。"  # a role the handler does not take
     assert wechat.text("o-dialog", "工作台") == "此功能仅限员工使用。"  # a member, not staff
+
+
+def test_a_confirmation_sent_twice_at_once_goes_on_once_and_both_are_answered(wechat, member, double_tap):
+    wechat.text("o-dialog", "报名 2")
+    wechat.text("o-dialog", "靠窗")
+    replies = double_tap(wechat, "o-dialog", "确认")
+    assert sorted(replies) == ["已收到您的确认，正在为您办理，请勿重复发送；办理结果见另一条回复。", "已登记 2 位（靠窗）。"]

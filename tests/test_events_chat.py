@@ -117,6 +117,24 @@ def test_refusals_say_why_and_change_nothing(wechat, state, clock):
     assert len(signups(state)) == 1 and signups(state)[0][1] == "booked" and seats(state, "jade") == 1
 
 
+def test_a_confirmation_sent_twice_at_once_books_once_and_both_are_answered(wechat, state, double_tap):
+    bound(state, "o-d", "D")
+    assert wechat.text("o-d", "报名 jade").startswith("请确认报名：")
+    done, repeated = sorted(double_tap(wechat, "o-d", "确认"), key=lambda reply: not reply.startswith("报名成功"))
+    [(_, status, code, _)] = signups(state)
+    assert status == "booked" and done.startswith("报名成功！") and f"预约码：{code}" in done
+    assert repeated == "已收到您的确认，正在为您办理，请勿重复发送；办理结果见另一条回复。"
+    assert seats(state, "jade") == 1
+
+
+@pytest.mark.parametrize("command, answer", [("报名", "没有编号为“{id}”的活动。"), ("取消报名", "您没有报名编号为“{id}”的活动。")],
+                         ids=["join", "leave"])
+def test_an_unknown_id_of_ten_thousand_characters_comes_back_short(wechat, state, command, answer):
+    bound(state, "o-c")
+    reply = wechat.text("o-c", f"{command} {'x' * 10_000}")
+    assert reply.startswith(answer.format(id="x" * 32 + "…")) and len(reply) < 100
+
+
 def test_a_full_session_offers_the_waitlist_and_a_cancellation_promotes_by_push_once(wechat, state, fake_wechat):
     for n in range(4):
         bound(state, f"o-{n}", "D")

@@ -19,6 +19,7 @@ from tests.conftest import API_KEY
 from tests.factories import event_config, event_rules, make_member
 
 NOW = datetime(2027, 3, 1, 4, 0, tzinfo=timezone.utc)  # noon in Shanghai
+AT_THE_DOOR = datetime(2027, 3, 20, 5, 30, tzinfo=timezone.utc)  # 13:30 in Shanghai: session 1 starts at 14:00
 PUSHES = {"quiet_hours": None, "backoff_seconds": 0, "rate_limit_per_minute": 0, "customer_service_window_hours": 0}
 
 
@@ -132,24 +133,26 @@ def test_waitlist_places_expire_once_the_session_has_started(state, people):
         assert sorted(s.status for s in session.scalars(select(EventSignup))) == ["booked", "expired"]
 
 
-def test_check_in_by_cli_and_api_once(app, state, people):
+def test_check_in_by_cli_and_api_once(app, state, people, clock):
     signup = book(state, people["chen"], guests=1)
     waiting = book(state, people["zhou"])
+    book(state, people["zhao"], session_id="2")
+    clock.now = AT_THE_DOOR.timestamp()
     runner = app.test_cli_runner()
     first = runner.invoke(args=["events", "checkin", "fashion", signup.code.lower()])
     assert first.exit_code == 0 and f"checked in {people['chen'].card_no} chen, party 2, session 1" in first.output
     again = runner.invoke(args=["events", "checkin", "fashion", people["chen"].card_no])
-    assert again.exit_code == 1 and "was already checked in at 2027-03-01 12:00" in again.output
+    assert again.exit_code == 1 and "was already checked in at 2027-03-20 13:30" in again.output
     refused = runner.invoke(args=["events", "checkin", "fashion", waiting.code])
     assert refused.exit_code == 1 and "is not booked (waitlisted)" in refused.output
     client = app.test_client()
     headers = {"X-API-Key": API_KEY}
     answer = client.post("/api/events/fashion/checkin", json={"card_no": people["chen"].card_no}, headers=headers)
     assert answer.status_code == 200 and answer.json["status"] == "already_checked_in"
-    assert answer.json["checked_in_at"] == "2027-03-01 12:00"
-    book(state, people["zhao"], session_id="2")
+    assert answer.json["checked_in_at"] == "2027-03-20 13:30"
     with state.db.read() as session:
         zhao_code = session.scalar(select(EventSignup.code).where(EventSignup.member_id == people["zhao"].id))
+    clock.now += 24 * 3600  # session 2 is the next day
     answer = client.post("/api/events/fashion/checkin", json={"code": zhao_code}, headers=headers)
     assert answer.status_code == 200 and answer.json["status"] == "checked_in" and answer.json["session"] == "2"
     assert client.post("/api/events/fashion/checkin", json={"code": "NOPE"}, headers=headers).status_code == 404
@@ -160,6 +163,52 @@ def test_check_in_by_cli_and_api_once(app, state, people):
     assert client.post("/api/events/fashion/checkin", json={"code": "X"}).status_code == 401
 
 
+def checkin_hours(state, rules_with, base_rules, catalogue, opens_before: int, closes_after: int) -> None:
+    state.rules_holder._rules = rules_with(events=event_rules(
+        base_rules, *catalogue, checkin_opens_hours_before=opens_before, checkin_closes_hours_after=closes_after),
+        pushes=PUSHES)
+
+
+def test_check_in_is_open_on_the_session_s_day_only(app, state, people, clock, rules_with, base_rules, catalogue):
+    checkin_hours(state, rules_with, base_rules, catalogue, 1, 3)
+    chen = book(state, people["chen"])  # session 1: 2027-03-20 14:00–16:00 in Shanghai, booked on 1 March
+    zhao = book(state, people["zhao"])
+    runner, client, headers = app.test_cli_runner(), app.test_client(), {"X-API-Key": API_KEY}
+    early = runner.invoke(args=["events", "checkin", "fashion", chen.code])
+    assert early.exit_code == 1 and early.output.strip() == (
+        f"fashion: chen（{people['chen'].card_no}）报名的“活动fashion”第1场（2027-03-20 14:00 开始）尚未开放签到，"
+        "签到将于 2027-03-20 13:00 开放。")
+    clock.now = datetime(2027, 3, 20, 4, 59, tzinfo=timezone.utc).timestamp()  # 12:59 in Shanghai
+    answer = client.post("/api/events/fashion/checkin", json={"code": chen.code}, headers=headers)
+    assert answer.status_code == 409
+    assert (answer.json["status"], answer.json["opens_at"], answer.json["closes_at"]) == (
+        "not_open", "2027-03-20 13:00", "2027-03-20 19:00")
+    assert "签到将于 2027-03-20 13:00 开放" in answer.json["error"]
+    clock.now += 60
+    assert runner.invoke(args=["events", "checkin", "fashion", chen.code]).exit_code == 0
+    clock.now = datetime(2027, 3, 20, 11, 0, tzinfo=timezone.utc).timestamp()  # 19:00: closed
+    late = client.post("/api/events/fashion/checkin", json={"card_no": people["zhao"].card_no}, headers=headers)
+    assert late.status_code == 409 and late.json["status"] == "closed" and late.json["code"] == zhao.code
+    assert late.json["error"] == (f"“活动fashion”第1场（2027-03-20 14:00 开始）的签到已于 2027-03-20 19:00 结束，"
+                                  f"zhao（{people['zhao'].card_no}）未签到。")
+    again = runner.invoke(args=["events", "checkin", "fashion", chen.code])  # when the first was: at any time
+    assert again.exit_code == 1 and "was already checked in at 2027-03-20 13:00" in again.output
+    report = runner.invoke(args=["events", "report", "fashion"]).output
+    assert "session 1: 2 booked (2 seats of 2, fill 100%), 1 attended (1 people), no-show rate 50%" in report
+
+
+def test_check_in_hours_stop_at_the_session_s_day(app, state, people, clock, rules_with, base_rules, catalogue):
+    checkin_hours(state, rules_with, base_rules, catalogue, 24, 24)
+    chen = book(state, people["chen"])
+    client, headers = app.test_client(), {"X-API-Key": API_KEY}
+    clock.now = datetime(2027, 3, 19, 15, 59, tzinfo=timezone.utc).timestamp()  # 23:59 the day before
+    answer = client.post("/api/events/fashion/checkin", json={"code": chen.code}, headers=headers)
+    assert (answer.json["opens_at"], answer.json["closes_at"]) == ("2027-03-20 00:00", "2027-03-21 00:00")
+    clock.now += 60
+    answer = client.post("/api/events/fashion/checkin", json={"code": chen.code}, headers=headers)
+    assert answer.status_code == 200 and answer.json["checked_in_at"] == "2027-03-20 00:00"
+
+
 def test_list_show_roster_and_report(app, state, people, clock):
     chen = book(state, people["chen"], guests=1)
     book(state, people["zhou"])
@@ -167,17 +216,18 @@ def test_list_show_roster_and_report(app, state, people, clock):
     runner = app.test_cli_runner()
     listed = runner.invoke(args=["events", "list"]).output
     assert "session 1: 2027-03-20 14:00 三楼: 2/2 seats, 1 bookings, 1 waiting, 0 checked in" in listed
-    runner.invoke(args=["events", "checkin", "fashion", chen.code])
+    clock.now = AT_THE_DOOR.timestamp()
+    assert runner.invoke(args=["events", "checkin", "fashion", chen.code]).exit_code == 0
     roster = runner.invoke(args=["events", "roster", "fashion", "--csv"]).output
     rows = list(csv.DictReader(io.StringIO(roster.lstrip("\ufeff"))))
     assert [(r["card_no"], r["party"], r["status"]) for r in rows] == [
         (people["chen"].card_no, "2", "booked"), (people["zhou"].card_no, "1", "waitlist 1"),
         (people["zhao"].card_no, "1", "booked")]
-    assert rows[0]["checked_in_at"] == "2027-03-01 12:00" and rows[0]["phone"] == people["chen"].phone
+    assert rows[0]["checked_in_at"] == "2027-03-20 13:30" and rows[0]["phone"] == people["chen"].phone
     clock.now = datetime(2027, 3, 22, tzinfo=timezone.utc).timestamp()  # both sessions are over
     shown = runner.invoke(args=["events", "show", "fashion"]).output
     assert "session 2 — 2027-03-21 14:00 三楼: 1/2 seats, 1 bookings, 0 waiting (0 seats), 0 checked in, 1 no-shows (100%)" in shown
-    assert f"{chen.code}  {people['chen'].card_no} chen  party 2  booked, checked in 2027-03-01 12:00" in shown
+    assert f"{chen.code}  {people['chen'].card_no} chen  party 2  booked, checked in 2027-03-20 13:30" in shown
     report = runner.invoke(args=["events", "report", "fashion"]).output
     assert "session 1: 1 booked (2 seats of 2, fill 100%), 1 attended (2 people), no-show rate 0%" in report
     assert "total: 2 booked, 1 attended (2 people), no-show rate 50%; cost 600.00 of budget 1,200.00 (50%)" in report

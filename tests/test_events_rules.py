@@ -34,7 +34,12 @@ def test_the_shipped_events_are_the_2014_plan_in_2027(base_rules):
     ("guests_allowed: 2", "guests_allowed: -1", "events.catalogue[4].guests_allowed", "greater than or equal to 0"),
     ("- id: jade", "- id: spring-trip", "events.catalogue", "event ids must be unique"),
     ("promoted: event_promoted", "promoted: event_lucky", "events", "push message(s) not in pushes.messages: event_lucky"),
-], ids=["ends-before-start", "unknown-tier", "no-seats", "closes-late", "negative-guests", "repeated-id", "push"])
+    ("checkin_opens_hours_before: 2", "checkin_opens_hours_before: -1", "events.checkin_opens_hours_before",
+     "greater than or equal to 0"),
+    ("checkin_closes_hours_after: 2", "checkin_closes_hours_after: 48", "events.checkin_closes_hours_after",
+     "less than or equal to 24"),
+], ids=["ends-before-start", "unknown-tier", "no-seats", "closes-late", "negative-guests", "repeated-id", "push",
+        "checkin-opens-negative", "checkin-closes-days-later"])
 def test_a_bad_event_names_file_line_and_path(old, new, where, message):
     assert old in GOOD
     bad = GOOD.replace(old, new, 1)
@@ -43,5 +48,5 @@ def test_a_bad_event_names_file_line_and_path(old, new, where, message):
     text = str(caught.value)
     assert f": {where}: " in text and message in text, text
     assert text.startswith("config.yaml, line ")
-    if where.endswith(("capacity", "guests_allowed")):
+    if where.endswith(("capacity", "guests_allowed", "hours_before", "hours_after")):
         assert text.startswith(f"config.yaml, line {_line_of(bad, new.splitlines()[0])}: ")

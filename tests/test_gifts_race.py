@@ -137,3 +137,17 @@ def test_a_code_is_handed_over_or_cancelled_once_under_the_race(state):
         else:
             assert (row.stock, row.reserved, row.handed_over, ledger.balance(session, member.id)) == (5, 0, 0, 3000)
         assert len(gifts.history(session, redemption.id)) == 2
+
+
+def test_a_confirmation_sent_twice_at_once_redeems_once_and_both_are_answered(app, wechat, state, double_tap):
+    with state.db.write() as session:
+        member = make_member(session, openid="o-double")
+        make_points(session, member, 10_000)
+        make_stock(session, "box", 5)
+    assert "回复“确认”兑换" in wechat.text("o-double", "兑换 box")
+    done, repeated = sorted(double_tap(wechat, "o-double", "确认"), key=lambda reply: "兑换码：" not in reply)
+    assert done.startswith("兑换成功！首饰收纳盒\n兑换码：") and "剩余 7,000 积分" in done
+    assert repeated == "已收到您的确认，正在为您办理，请勿重复发送；办理结果见另一条回复。"
+    with state.db.read() as session:
+        assert session.scalar(select(func.count()).select_from(GiftRedemption)) == 1
+        assert session.get(Member, member.id).points_balance == 7_000

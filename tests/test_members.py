@@ -7,11 +7,12 @@ from datetime import date, datetime, timezone
 import pytest
 from sqlalchemy import func, select
 
+from bot.dev.fake_wechat import finish_event_xml
 from storage import members
 from storage.db import Database
 from storage.ledger import ledger_sum
 from storage.members import BindOutcome
-from storage.models import LedgerEntry, Member, MemberChange
+from storage.models import LedgerEntry, Member, MemberChange, OutboxMessage
 from tests.factories import make_member, utc_now
 
 
@@ -256,3 +257,48 @@ def test_staff_list(app, state):
     out = app.test_cli_runner().invoke(args=["staff", "list"]).output.splitlines()
     assert out[0].split()[:4] == ["M1", "王经理", "manager", "2"] and "o-ma…0001" in out[0]
     assert out[1].split()[:4] == ["S1", "客服小李", "service", "0"] and "alerts cannot reach them" in out[1]
+
+
+# --------------------------------------------------------------------------- WeChat refusing delivery
+
+
+def _refused_by_wechat(wechat, state, clock, member, msgid: int) -> None:
+    """A template push to ``member`` that WeChat then reports refused: the member blocked the account's messages."""
+    with state.db.write() as session:
+        session.add(OutboxMessage(job="birthday", occasion=f"o{msgid}", recipient=f"member:{member.id}",
+                                  member_id=member.id, openid=member.openid, message="birthday_greeting",
+                                  status="sent", msgid=str(msgid), channel="template", created_at=state.now()))
+    clock.now += 1
+    assert wechat.send(finish_event_xml(member.openid, msgid, "failed:user block", int(clock()))) == "success"
+
+
+@pytest.mark.parametrize("again", ["帮助", "积分", "follow"])
+def test_a_member_wechat_refused_is_reachable_again_once_they_write_or_follow(app, wechat, state, clock, again):
+    with state.db.write() as session:
+        member = make_member(session, openid="o-blocker", tier="C")
+    runner = app.test_cli_runner()
+
+    def wechat_line() -> str:
+        shown = runner.invoke(args=["members", "show", member.card_no])
+        assert shown.exit_code == 0, shown.output
+        return next(line for line in shown.output.splitlines() if line.startswith("wechat:"))
+
+    assert wechat_line() == "wechat:   bound, following"
+    _refused_by_wechat(wechat, state, clock, member, 9101)
+    since = state.rules.local_time(state.now())
+    refused = (f"wechat:   bound, following, unreachable: WeChat refused delivery since {since} Asia/Shanghai "
+               "(failed:user block); no pushes until the member writes or follows again")
+    assert wechat_line() == refused
+    if again == "follow":
+        assert wechat.event("o-blocker", "unsubscribe") == "success"
+        assert wechat_line() == refused.replace("following", "unfollowed", 1)  # leaving is no sign of delivery
+        assert "欢迎回来" in wechat.event("o-blocker", "subscribe")
+    else:
+        assert "积分" in wechat.text("o-blocker", again)
+    assert wechat_line() == "wechat:   bound, following"
+    wechat.text("o-blocker", "帮助")  # reachable already: nothing more is written
+    with state.db.read() as session:
+        trail = session.scalars(select(MemberChange.action).where(
+            MemberChange.member_id == member.id, MemberChange.action.in_(["unreachable", "reachable"]))
+            .order_by(MemberChange.id)).all()
+    assert trail == ["unreachable", "reachable"]

@@ -112,12 +112,16 @@ def events_roster(event_id: str, as_csv: bool) -> None:
 @click.argument("event_id")
 @click.argument("code_or_card")
 def events_checkin(event_id: str, code_or_card: str) -> None:
-    """Mark a booking attended, by booking code or card number; a second check-in says when the first was."""
+    """Mark a booking attended, by booking code or card number, on the session's day (events.checkin_*);
+    a second check-in says when the first was."""
     bot = state()
     rules = bot.rules
     event = _event(event_id)
-    with bot.db.write() as session:
-        done = events.check_in(session, event.id, code_or_card, "cli", bot.now())
+    try:
+        with bot.db.write() as session:
+            done = events.check_in(session, rules, event, code_or_card, "cli", bot.now())
+    except events.EventRefused as refused:  # not on the session's day: when check-in opens (or closed)
+        fail(f"{event.id}: {rules.messages.render(refused.message, **refused.values)}")
     if done.status == "not_found":
         fail(f"{event.id}: no sign-up with code or card {code_or_card}")
     member, signup = done.member, done.signup

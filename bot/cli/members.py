@@ -9,7 +9,8 @@ from flask.cli import AppGroup
 
 from bot.cli.common import DATE_OPTION, day_of, fail, report_import, state
 from storage.csvfile import open_csv
-from storage.members import find_by_card, import_members, unlock_binding
+from storage.members import find_by_card, import_members, unlock_binding, unreachable_since
+from storage.models import Member, MemberChange
 from storage.tiers import change_tier, explain_member, hold_end
 
 group = AppGroup("members", help="Members: import from the stores, inspect.")
@@ -34,6 +35,7 @@ def members_show(card_no: str, on: datetime | None) -> None:
     rules = bot.rules
     with bot.db.read() as session:
         report = explain_member(session, card_no, rules, day_of(on))
+        refused = unreachable_since(session, report.member.id) if report and report.member.unreachable else None
     if report is None:
         fail(f"no member with card {card_no}")
     member, result = report.member, report.evaluation
@@ -50,7 +52,18 @@ def members_show(card_no: str, on: datetime | None) -> None:
     click.echo(f"balance:  {member.points_balance} points — {balance_note}{expiry}")
     followers = "following" if member.subscribed else "unfollowed"
     click.echo(f"wechat:   {'bound' if member.openid else 'not bound'}, {followers}"
-               f"{', opted out of marketing' if member.opted_out else ''}")
+               f"{', opted out of marketing' if member.opted_out else ''}{_unreachable(member, refused)}")
+
+
+def _unreachable(member: Member, refused: MemberChange | None) -> str:
+    """Why pushes skip a member WeChat refused delivery to, since when, and what ends it."""
+    if not member.unreachable:
+        return ""
+    text = ", unreachable: WeChat refused delivery"
+    if refused is not None:  # marked before the audit trail recorded it: no date to give
+        rules = state().rules
+        text += f" since {rules.local_time(refused.at)} {rules.timezone} ({refused.detail or 'no reason given'})"
+    return text + "; no pushes until the member writes or follows again"
 
 
 @group.command("unlock")
