@@ -24,7 +24,7 @@ def points(ctx: Context) -> str:
     """Balance, tier name, the next points to expire, and the spend still needed for the next tier."""
     member, rules = ctx.member, ctx.rules
     tier = rules.tier(member.tier)
-    overview = PointsOverview.of(member)  # loaded with the member: one statement for the whole answer
+    overview = PointsOverview.of(member, rules, ctx.today)  # loaded with the member: one statement for the answer
     expiring, spend = overview.next_expiry, overview.window_spend
     if expiring:
         expiry = ctx.text("points_expiring", points=format_points(expiring[0]), date=expiring[1].isoformat())
@@ -71,7 +71,7 @@ def benefits(ctx: Context) -> str:
     """The member's tier and what it brings, the spend that keeps it and the spend that reaches the next."""
     member, rules = ctx.member, ctx.rules
     tier = rules.tier(member.tier)
-    spend = PointsOverview.of(member).window_spend
+    spend = PointsOverview.of(member, rules, ctx.today).window_spend
     keep_needed = max(tier.min_spend - spend, Decimal(0))
     values = {"tier_name": tier.name, "spend": format_money(spend), "min_spend": format_money(tier.min_spend),
               "needed": format_money(keep_needed)}

@@ -24,6 +24,7 @@ from storage import ledger
 from storage.members import find_by_card
 from storage.models import Member, MemberChange, Purchase, utcnow
 from storage.points import points_overview
+from storage.spend import carried_spend
 
 YEAR_DAYS = 365
 
@@ -175,8 +176,7 @@ def member_facts(session: Session, member: Member, rules: Rules, today: date, cu
     row = session.execute(select(p.c.spend, p.c.purchases, p.c.visits, p.c.last_at).where(p.c.member_id == member.id)).first()
     points = member.points_balance
     spend, purchases, visits, last_at = row if row else (Decimal(0), 0, 0, None)
-    window_first_day = today - timedelta(days=rules.segments.window_days - 1)
-    carried = member.carried_spend if member.carried_spend_since and member.carried_spend_since >= window_first_day else 0
+    carried = carried_spend(member, rules, today)
     if last_at is not None and last_at.tzinfo is None:  # raw aggregate: stored as naive UTC
         last_at = last_at.replace(tzinfo=timezone.utc)
     return MemberFacts(

@@ -1,12 +1,16 @@
 """积分 and 积分明细 through the real webhook."""
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
 
 import pytest
 
 from storage import ledger, purchases
+from storage.members import import_members
 from tests.factories import make_member
+
+IMPORT_HEADER = "card_no,name,phone,birthday,tier,points,manager,spend,spend_since\n"
 
 
 @pytest.fixture
@@ -106,10 +110,45 @@ def test_benefits_of_a_member_short_of_keeping_the_tier(wechat, state):
 
 
 def test_an_imported_opening_balance_is_named_as_such(wechat, state, clock):
-    from storage.members import import_members
-
     csv = ["card_no,name,phone,birthday,tier,points,manager\n", "K0000001,钱多多,13600000001,,C,5000,\n"]
     with state.db.write() as session:
         import_members(session, csv, state.rules, state.today())
     wechat.text("o-opening", "绑定 K0000001 13600000001")
     assert wechat.text("o-opening", "积分明细").splitlines()[1:] == [f"{state.today()} 期初积分 +5,000"]
+
+
+def _import_and_bind(wechat, state, *rows: str) -> None:
+    """Import members (``card,name,phone,tier,spend,spend_since``) and bind each from WeChat ``o-<card>``."""
+    lines = []
+    for row in rows:
+        card, name, phone, tier, spend, since = row.split(",")
+        lines.append(f"{card},{name},{phone},,{tier},,,{spend},{since}\n")
+    with state.db.write() as session:
+        report = import_members(session, [IMPORT_HEADER, *lines], state.rules, state.today())
+    assert not report.errors, report.errors
+    for row in rows:
+        card, _, phone, *_ = row.split(",")
+        assert "已绑定成功" in wechat.text(f"o-{card}", f"绑定 {card} {phone}")
+
+
+def test_spend_carried_in_by_an_import_counts_in_points_benefits_and_members_show(app, wechat, state, clock):
+    rules, today = state.rules, state.today()
+    first_day = today - timedelta(days=rules.segments.window_days - 1)  # the window's first day
+    _import_and_bind(wechat, state,
+                     "K1000001,孙丽,13600000011,C,3000.00,",  # carried from the day of the import
+                     f"K1000002,周敏,13600000012,C,4000.00,{first_day}",  # started on the window's first day
+                     f"K1000003,郑洁,13600000013,C,4000.00,{first_day - timedelta(days=1)}")  # before the window
+    now = datetime.fromtimestamp(clock.now, timezone.utc)
+    with state.db.write() as session:
+        for receipt, amount in (("KS1", "500"), ("KS2", "800")):
+            purchases.record_purchase(session, purchases.PurchaseIn(
+                receipt, "K1000001", Decimal(amount), now - timedelta(hours=1), "S1"), rules, now=now)
+        purchases.refund_purchase(session, "KS2", rules=rules)  # refunded in full: no spend
+    assert wechat.text("o-K1000001", "积分").endswith("近两年累计消费 3,500.00 元，再消费 16,500.00 元即可升级为钻石卡。")
+    assert "近两年累计消费 3,500.00 元，再消费 1,500.00 元即可保持铂金卡（保级标准 5,000.00 元）。" in \
+        wechat.text("o-K1000001", "会员权益")
+    assert "近两年累计消费 4,000.00 元，再消费 16,000.00 元" in wechat.text("o-K1000002", "积分")
+    assert "近两年累计消费 0.00 元，再消费 20,000.00 元" in wechat.text("o-K1000003", "积分")
+    shown = app.test_cli_runner().invoke(args=["members", "show", "K1000001", "--date", today.isoformat()]).output
+    assert "spend 3500.00 CNY in the last 730 days (with 3000.00 CNY carried in by import)" in shown
+
