@@ -6,6 +6,8 @@ from decimal import Decimal
 
 import pytest
 
+from rules.base import parse_clock
+from scheduler.jobs import run_job
 from storage import ledger, purchases
 from storage.members import import_members
 from tests.factories import make_member
@@ -95,7 +97,7 @@ def test_benefits_say_the_tier_what_it_brings_and_the_spend_to_keep_and_reach(we
         "· 积分到期提醒",
         "· 每月 VIP 专享商品",
         "近两年累计消费 12,445.60 元，已达到铂金卡的保级标准（5,000.00 元）。",
-        "近两年累计消费 12,445.60 元，再消费 7,554.40 元即可升级为钻石卡。",
+        "再消费 7,554.40 元即可升级为钻石卡。",  # the spend is said once, in the line above
     ]
     assert wechat.text("o-points", "会员等级") == reply
 
@@ -145,10 +147,34 @@ def test_spend_carried_in_by_an_import_counts_in_points_benefits_and_members_sho
                 receipt, "K1000001", Decimal(amount), now - timedelta(hours=1), "S1"), rules, now=now)
         purchases.refund_purchase(session, "KS2", rules=rules)  # refunded in full: no spend
     assert wechat.text("o-K1000001", "积分").endswith("近两年累计消费 3,500.00 元，再消费 16,500.00 元即可升级为钻石卡。")
-    assert "近两年累计消费 3,500.00 元，再消费 1,500.00 元即可保持铂金卡（保级标准 5,000.00 元）。" in \
-        wechat.text("o-K1000001", "会员权益")
+    assert wechat.text("o-K1000001", "会员权益").splitlines()[-2:] == [
+        "近两年累计消费 3,500.00 元，再消费 1,500.00 元即可保持铂金卡（保级标准 5,000.00 元）。",
+        "再消费 16,500.00 元即可升级为钻石卡。",
+    ]
     assert "近两年累计消费 4,000.00 元，再消费 16,000.00 元" in wechat.text("o-K1000002", "积分")
     assert "近两年累计消费 0.00 元，再消费 20,000.00 元" in wechat.text("o-K1000003", "积分")
     shown = app.test_cli_runner().invoke(args=["members", "show", "K1000001", "--date", today.isoformat()]).output
     assert "spend 3500.00 CNY in the last 730 days (with 3000.00 CNY carried in by import)" in shown
 
+
+def test_a_member_past_the_next_threshold_is_told_when_the_nightly_evaluation_upgrades(wechat, state, clock):
+    rules, zone = state.rules, state.rules.zone
+    at = rules.jobs.tier_recalc.at  # the evaluation's time of day, as members read it (HH:MM)
+    day = state.today()
+    evaluation = datetime.combine(day, parse_clock(at), zone)
+    clock.now = (evaluation + timedelta(hours=1)).timestamp()  # just after this day's evaluation
+    _import_and_bind(wechat, state, "K1000004,钱芳,13600000014,C,30000.00,", "K1000005,吴静,13600000015,C,60000.00,")
+    tomorrow = f"{day + timedelta(days=1)} {at}"
+    assert wechat.text("o-K1000004", "积分").endswith(
+        f"近两年累计消费 30,000.00 元，已达到钻石卡标准，将于 {tomorrow} 等级评估后为您升级。")
+    assert f"已达到尊荣钻石卡标准，将于 {tomorrow} 等级评估后" in wechat.text("o-K1000005", "积分")  # past two
+    benefits = wechat.text("o-K1000004", "会员权益")
+    assert benefits.endswith(f"已达到钻石卡标准，将于 {tomorrow} 等级评估后为您升级。")
+    assert benefits.count("近两年累计消费") == 1 and "再消费 0.00 元" not in benefits
+    clock.now = (evaluation - timedelta(hours=1)).timestamp()  # before this day's evaluation: this day's
+    assert f"将于 {day} {at} 等级评估后为您升级" in wechat.text("o-K1000004", "积分")
+
+    clock.now = (evaluation + timedelta(days=1, minutes=1)).timestamp()
+    run_job(state, "tier_recalc", day + timedelta(days=1))  # the evaluation keeps the promise
+    assert "会员卡：钻石卡" in wechat.text("o-K1000004", "积分")
+    assert "您已是最高等级会员" in wechat.text("o-K1000005", "积分")
