@@ -187,6 +187,7 @@ class ComplaintMessages(MessageTexts):
     complaint_closed: str
     rate_usage: str
     rate_thanks: str
+    rate_low: str  # a rating of at most low_rating_at_most
     rate_already: str
     rate_not_asked: str
     rate_out_of_range: str

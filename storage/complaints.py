@@ -279,6 +279,7 @@ def add_note(session: Session, rules: Rules, now: datetime, member_id: int, numb
 
 class Rated(enum.Enum):
     THANKS = "rate_thanks"
+    LOW = "rate_low"  # at most low_rating_at_most: an apology, the supervisors follow up
     ALREADY = "rate_already"
     NOT_ASKED = "rate_not_asked"
 
@@ -308,11 +309,12 @@ def rate(session: Session, rules: Rules, now: datetime, member_id: int, ticket: 
         return Rated.ALREADY if ticket.rating is not None else Rated.NOT_ASKED
     session.refresh(ticket)
     add_event(session, ticket, "rated", f"member:{member_id}", now, f"{score}" + (f" {comment}" if comment else ""))
-    if score <= cfg.low_rating_at_most:
-        for sup in supervisors(session):
-            alert_staff(session, rules, ticket, "ticket_low_rating", ticket.number, sup, cfg.pushes.low_rating,
-                        rating=score, comment=excerpt(comment or "", cfg.excerpt_chars))
-    return Rated.THANKS
+    if score > cfg.low_rating_at_most:
+        return Rated.THANKS
+    for sup in supervisors(session):
+        alert_staff(session, rules, ticket, "ticket_low_rating", ticket.number, sup, cfg.pushes.low_rating,
+                    rating=score, comment=excerpt(comment or "", cfg.excerpt_chars))
+    return Rated.LOW
 
 
 # --------------------------------------------------------------------------- the staff side

@@ -136,8 +136,8 @@ def test_staff_work_from_wechat_and_only_replies_reach_the_member(wechat, state,
     drain(state)
     to_member = [m for m in fake_wechat.sent() if m["touser"] == "o-d"]
     assert len(to_member) == 1 and "请为本次服务打分" in to_member[0]["text"]["content"]
-    # one rating, by digit; low ratings alert the supervisor
-    assert wechat.text("o-d", "2") == "感谢您的评价（2 分）！我们会持续改进服务。"
+    # one rating, by digit; low ratings alert the supervisor, and the member is told so
+    assert wechat.text("o-d", "2") == "很抱歉这次没能让您满意（2 分）。您的评价已转给服务主管，主管会亲自跟进此事。"
     assert "已评价过" in wechat.text("o-d", f"评价 {number} 5")
     assert "没有听懂" in wechat.text("o-d", "5")  # nothing left to rate
     drain(state)
@@ -217,9 +217,10 @@ def test_a_staff_wechat_cannot_bind_a_member_card(wechat, state, people, redis_c
 
 def test_human_and_my_clients_and_callbacks(wechat, state, people):
     opened = wechat.text("o-a", "人工客服")
-    assert opened.startswith("已为您转接您的专属客户经理")
     assert "正在处理中" in wechat.text("o-a", "human")
     [ticket] = _tickets(state)
+    # hours away: the member need not wait in the chat (no "请稍候")
+    assert opened == f"已为您转接您的专属客户经理（单号 {ticket.number}），将于 11-23 12:00 前在此回复您，您不必在线等候。"
     assert (ticket.kind, ticket.category, ticket.assignee_id) == ("human", "咨询", "M1")
     clients = wechat.text("o-m1", "我的客户")
     assert "周美玲（尊荣钻石卡" in clients and "未结工单 1" in clients
@@ -242,3 +243,20 @@ def test_repeated_complaints_are_flagged(wechat, state, people):
     with state.db.read() as session:
         alerts = session.scalars(select(OutboxMessage.staff_id).where(OutboxMessage.job == "ticket_repeated")).all()
     assert alerts == ["SUP"]
+
+
+def test_ratings_thank_good_ones_and_answer_low_ones_with_care(wechat, state, people, fake_wechat):
+    staff_openids = {"S1": "o-s1", "S2": "o-s2"}
+    numbers = []
+    for _ in range(2):
+        wechat.text("o-d", "投诉 其他 问题")
+        numbers.append(_number(wechat.text("o-d", "确认")))
+    for ticket in _tickets(state):
+        wechat.text(staff_openids[ticket.assignee_id], f"解决 {ticket.number} 已处理")
+    assert wechat.text("o-d", f"评价 {numbers[0]} 4 很好") == "感谢您的评价（4 分）！我们会持续改进服务。"
+    low = wechat.text("o-d", f"评价 {numbers[1]} 1 没解决")
+    assert low == "很抱歉这次没能让您满意（1 分）。您的评价已转给服务主管，主管会亲自跟进此事。"
+    drain(state)
+    to_supervisor = [m for m in fake_wechat.sent() if m["touser"] == "o-sup"]
+    assert len(to_supervisor) == 1  # the follow-up the member was promised: only the low rating
+
