@@ -193,6 +193,7 @@ class ComplaintMessages(MessageTexts):
     rate_out_of_range: str
     human_opened: str
     human_already: str
+    staff_help: str  # 帮助 from a staff account
     staff_bind_usage: str
     staff_bound: str
     staff_bind_refused: str

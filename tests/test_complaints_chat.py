@@ -260,3 +260,15 @@ def test_ratings_thank_good_ones_and_answer_low_ones_with_care(wechat, state, pe
     to_supervisor = [m for m in fake_wechat.sent() if m["touser"] == "o-sup"]
     assert len(to_supervisor) == 1  # the follow-up the member was promised: only the low rating
 
+
+def test_staff_help_lists_the_staff_commands_and_members_keep_theirs(wechat, people):
+    staff_help = wechat.text("o-s1", "帮助")
+    assert staff_help.startswith("员工可用指令：")
+    for command in ("工单 单号", "回复 单号 内容", "待补充 单号 内容", "转交 单号 员工编号", "解决 单号 处理结果",
+                    "我的客户", "已回访 编号 备注"):
+        assert command in staff_help
+    for member_command in ("绑定 卡号 手机号", "积分明细", "兑换 编号", "投诉 ——"):  # a staff WeChat cannot use them
+        assert member_command not in staff_help
+    member_help = wechat.text("o-d", "帮助")
+    assert member_help.startswith("可用指令：") and "绑定 卡号 手机号" in member_help and "回复 单号" not in member_help
+
