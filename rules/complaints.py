@@ -204,6 +204,10 @@ class ComplaintMessages(MessageTexts):
     staff_ticket_list_empty: str
     staff_ticket_detail: str
     staff_thread_line: str
+    staff_thread_member: str  # the member, as the thread of 工单 <no> names them
+    staff_purchase_line: str  # a recent purchase in 工单 <no>, then one of:
+    staff_purchase_refunded: str
+    staff_purchase_part_refunded: str
     staff_ticket_unknown: str
     staff_reply_usage: str
     staff_reply_sent: str

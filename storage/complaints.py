@@ -95,6 +95,11 @@ def recompute(session: Session, rules: Rules, ticket: Ticket) -> DueTimes:
     return due
 
 
+def member_actor(member_id: int) -> str:
+    """How a ticket event names the member who acted (``ticket_events.actor``)."""
+    return f"member:{member_id}"
+
+
 def add_event(session: Session, ticket: Ticket, kind: str, actor: str, now: datetime, body: str | None = None,
               delivery: str | None = None) -> TicketEvent:
     event = TicketEvent(ticket_id=ticket.id, kind=kind, actor=actor, body=body, delivery=delivery, at=now)
@@ -192,7 +197,7 @@ def open_ticket(session: Session, rules: Rules, now: datetime, member: Member, c
                     return Opened(existing, False)
     else:
         raise TicketError("busy")
-    actor = f"member:{member.id}"
+    actor = member_actor(member.id)
     add_event(session, ticket, "opened", actor, now, ticket.description)
     for item in media:
         add_event(session, ticket, "media", actor, now, item)
@@ -265,11 +270,11 @@ def add_note(session: Session, rules: Rules, now: datetime, member_id: int, numb
         if ticket.resolved_at is None or now - ticket.resolved_at > timedelta(days=cfg.reopen_days):
             raise TicketError("complaint_closed", ticket_no=ticket.number)
         ticket.status, ticket.period, ticket.resolved_at = "open", ticket.period + 1, None
-        add_event(session, ticket, "reopened", f"member:{member_id}", now, text)
+        add_event(session, ticket, "reopened", member_actor(member_id), now, text)
         outcome = Added.REOPENED
     else:
         ticket.status = "open"
-        add_event(session, ticket, "note", f"member:{member_id}", now, text)
+        add_event(session, ticket, "note", member_actor(member_id), now, text)
     recompute(session, rules, ticket)
     event_count = session.scalar(select(func.count()).select_from(TicketEvent).where(TicketEvent.ticket_id == ticket.id))
     alert_staff(session, rules, ticket, "ticket_note", f"{ticket.number}:{event_count}", ticket.assignee_id,
@@ -308,7 +313,7 @@ def rate(session: Session, rules: Rules, now: datetime, member_id: int, ticket: 
         session.refresh(ticket)
         return Rated.ALREADY if ticket.rating is not None else Rated.NOT_ASKED
     session.refresh(ticket)
-    add_event(session, ticket, "rated", f"member:{member_id}", now, f"{score}" + (f" {comment}" if comment else ""))
+    add_event(session, ticket, "rated", member_actor(member_id), now, f"{score}" + (f" {comment}" if comment else ""))
     if score > cfg.low_rating_at_most:
         return Rated.THANKS
     for sup in supervisors(session):

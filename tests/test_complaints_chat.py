@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, select
 
 from scheduler.delivery import drain
-from storage import members
+from storage import members, purchases
 from storage.models import CallBack, Member, OutboxMessage, Staff, StaffInvite, Ticket, TicketEvent
 from storage.staff import create_invite
 from tests.factories import image_xml, make_member, make_staff, text_xml
@@ -272,3 +273,24 @@ def test_staff_help_lists_the_staff_commands_and_members_keep_theirs(wechat, peo
     member_help = wechat.text("o-d", "帮助")
     assert member_help.startswith("可用指令：") and "绑定 卡号 手机号" in member_help and "回复 单号" not in member_help
 
+
+def test_a_ticket_names_the_member_and_marks_refunded_purchases(wechat, state, people):
+    rules = state.rules
+    with state.db.write() as session:
+        card_no = session.get(Member, people["d"]).card_no
+        for receipt, amount, days_ago in (("RF-A", "500", 1), ("RF-B", "1000", 2), ("RF-C", "2000", 3)):
+            purchases.record_purchase(session, purchases.PurchaseIn(
+                receipt, card_no, Decimal(amount), NOW - timedelta(days=days_ago), "S1"), rules, now=NOW)
+        purchases.refund_purchase(session, "RF-B", purchases.RefundIn(Decimal("300"), "R1"), rules=rules)
+        purchases.refund_purchase(session, "RF-C", rules=rules)  # all of it
+    wechat.text("o-d", "投诉 产品质量 项链断了")
+    number = _number(wechat.text("o-d", "确认"))
+    detail = wechat.text("o-s1", f"工单 {number}")
+
+    def day(days_ago: int) -> str:
+        return f"{(NOW - timedelta(days=days_ago)).astimezone(rules.zone):%Y-%m-%d}"
+
+    assert f"近期消费：{day(1)} 500.00 元 S1；{day(2)} 1,000.00 元 S1（已退 300.00 元）；{day(3)} 2,000.00 元 S1（已全额退货，不计消费）" \
+        in detail
+    assert f"11-23 10:00 张小敏（{card_no}） 投诉：项链断了" in detail
+    assert "member:" not in detail
