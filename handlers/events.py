@@ -54,7 +54,8 @@ def _availability(ctx: Context, event: Event, es: EventSession, guests: int) -> 
         taken = events.seats_by_session(session, [event.id]).get((event.id, es.id), 0)
     left = max(es.capacity - taken, 0)
     text = ctx.text("join_seats_left", seats_left=left) if party <= left else ctx.text("join_full_waitlist")
-    return {"guests": guests, "party": party, "seats_left": left, "availability": text}
+    party_who = ctx.text("join_party_alone") if guests == 0 else ctx.text("join_party_with_guests", guests=guests)
+    return {"guests": guests, "party": party, "party_who": party_who, "seats_left": left, "availability": text}
 
 
 def _join_flow(ctx: Context, event: Event, sessions: list[EventSession]) -> Flow:

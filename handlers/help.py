@@ -7,7 +7,8 @@ from rules import echoed
 
 @read_only
 def show_help(ctx: Context) -> str:
-    return ctx.text("help")
+    """The member commands; from a staff account, the staff commands (a staff WeChat cannot bind a card)."""
+    return ctx.text("staff_help" if ctx.staff is not None else "help")
 
 
 def unknown_text(ctx: Context) -> str:

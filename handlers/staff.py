@@ -87,10 +87,12 @@ def _ticket_detail(ctx: Context, number: str) -> str:
         with ctx.db.write() as session:
             view = complaints.view_ticket(session, ctx.staff, number, ctx.now)
             ticket, member = view.ticket, view.member
-            purchases = "；".join(f"{p.purchased_at.astimezone(rules.zone):%Y-%m-%d} {p.amount:,} 元 {p.store}"
-                                 for p in view.purchases) or "无"
+            purchases = "；".join(_purchase_text(ctx, p) for p in view.purchases) or "无"
             earlier = "；".join(f"{t.number} {t.category} {STATUS_NAMES[t.status]}" for t in view.earlier) or "无"
-            thread = "\n".join(ctx.text("staff_thread_line", at=complaints.local_text(rules, e.at), who=e.actor,
+            member_actor = complaints.member_actor(member.id)
+            thread = "\n".join(ctx.text("staff_thread_line", at=complaints.local_text(rules, e.at),
+                                        who=ctx.text("staff_thread_member", name=member.name, card_no=member.card_no)
+                                        if e.actor == member_actor else e.actor,
                                         kind=EVENT_NAMES.get(e.kind, e.kind), body=complaints.excerpt(e.body or "", 200))
                                for e in view.events)
             return ctx.text("staff_ticket_detail", ticket_no=ticket.number,
@@ -104,6 +106,18 @@ def _ticket_detail(ctx: Context, number: str) -> str:
                             purchases=purchases, earlier=earlier, thread=thread)
     except TicketError as exc:
         return _refused(ctx, exc)
+
+
+def _purchase_text(ctx: Context, purchase) -> str:
+    """One recent purchase as staff read it, with what was refunded of it."""
+    if purchase.refunded_at is not None:
+        refund = ctx.text("staff_purchase_refunded")
+    elif purchase.refunded_amount:
+        refund = ctx.text("staff_purchase_part_refunded", refunded=f"{purchase.refunded_amount:,}")
+    else:
+        refund = ""
+    return ctx.text("staff_purchase_line", date=f"{purchase.purchased_at.astimezone(ctx.rules.zone):%Y-%m-%d}",
+                    amount=f"{purchase.amount:,}", store=purchase.store, refund=refund)
 
 
 def _window_open(ctx: Context, openid: str | None) -> bool:

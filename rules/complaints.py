@@ -187,11 +187,13 @@ class ComplaintMessages(MessageTexts):
     complaint_closed: str
     rate_usage: str
     rate_thanks: str
+    rate_low: str  # a rating of at most low_rating_at_most
     rate_already: str
     rate_not_asked: str
     rate_out_of_range: str
     human_opened: str
     human_already: str
+    staff_help: str  # 帮助 from a staff account
     staff_bind_usage: str
     staff_bound: str
     staff_bind_refused: str
@@ -202,6 +204,10 @@ class ComplaintMessages(MessageTexts):
     staff_ticket_list_empty: str
     staff_ticket_detail: str
     staff_thread_line: str
+    staff_thread_member: str  # the member, as the thread of 工单 <no> names them
+    staff_purchase_line: str  # a recent purchase in 工单 <no>, then one of:
+    staff_purchase_refunded: str
+    staff_purchase_part_refunded: str
     staff_ticket_unknown: str
     staff_reply_usage: str
     staff_reply_sent: str

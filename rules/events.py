@@ -140,6 +140,8 @@ class EventsMessages(MessageTexts):
     join_bad_guests: str
     join_party_too_big: str
     join_confirm: str
+    join_party_alone: str  # who the party is, in join_confirm: no guests
+    join_party_with_guests: str
     join_seats_left: str
     join_full_waitlist: str
     join_booked: str

@@ -83,7 +83,9 @@ class PointsMessages(MessageTexts):
     points_summary: str
     points_expiring: str
     points_no_expiry: str
-    points_next_tier: str
+    points_next_tier: str  # the spend, then one of:
+    points_upgrade_needed: str  # the spend still needed for the tier above
+    points_upgrade_due: str  # reached: when the nightly evaluation (jobs.tier_recalc) upgrades
     points_top_tier: str
     history_header: str
     history_line: str

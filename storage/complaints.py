@@ -95,6 +95,11 @@ def recompute(session: Session, rules: Rules, ticket: Ticket) -> DueTimes:
     return due
 
 
+def member_actor(member_id: int) -> str:
+    """How a ticket event names the member who acted (``ticket_events.actor``)."""
+    return f"member:{member_id}"
+
+
 def add_event(session: Session, ticket: Ticket, kind: str, actor: str, now: datetime, body: str | None = None,
               delivery: str | None = None) -> TicketEvent:
     event = TicketEvent(ticket_id=ticket.id, kind=kind, actor=actor, body=body, delivery=delivery, at=now)
@@ -193,7 +198,7 @@ def open_ticket(session: Session, rules: Rules, now: datetime, member: Member, c
                     return Opened(existing, False)
     else:
         raise TicketError("busy")
-    actor = f"member:{member.id}"
+    actor = member_actor(member.id)
     add_event(session, ticket, "opened", actor, now, ticket.description)
     for item in media:
         add_event(session, ticket, "media", actor, now, item)
@@ -266,11 +271,11 @@ def add_note(session: Session, rules: Rules, now: datetime, member_id: int, numb
         if ticket.resolved_at is None or now - ticket.resolved_at > timedelta(days=cfg.reopen_days):
             raise TicketError("complaint_closed", ticket_no=ticket.number)
         ticket.status, ticket.period, ticket.resolved_at = "open", ticket.period + 1, None
-        add_event(session, ticket, "reopened", f"member:{member_id}", now, text)
+        add_event(session, ticket, "reopened", member_actor(member_id), now, text)
         outcome = Added.REOPENED
     else:
         ticket.status = "open"
-        add_event(session, ticket, "note", f"member:{member_id}", now, text)
+        add_event(session, ticket, "note", member_actor(member_id), now, text)
     recompute(session, rules, ticket)
     event_count = session.scalar(select(func.count()).select_from(TicketEvent).where(TicketEvent.ticket_id == ticket.id))
     alert_staff(session, rules, now, ticket, "ticket_note", f"{ticket.number}:{event_count}", ticket.assignee_id,
@@ -280,6 +285,7 @@ def add_note(session: Session, rules: Rules, now: datetime, member_id: int, numb
 
 class Rated(enum.Enum):
     THANKS = "rate_thanks"
+    LOW = "rate_low"  # at most low_rating_at_most: an apology, the supervisors follow up
     ALREADY = "rate_already"
     NOT_ASKED = "rate_not_asked"
 
@@ -308,12 +314,13 @@ def rate(session: Session, rules: Rules, now: datetime, member_id: int, ticket: 
         session.refresh(ticket)
         return Rated.ALREADY if ticket.rating is not None else Rated.NOT_ASKED
     session.refresh(ticket)
-    add_event(session, ticket, "rated", f"member:{member_id}", now, f"{score}" + (f" {comment}" if comment else ""))
-    if score <= cfg.low_rating_at_most:
-        for sup in supervisors(session):
-            alert_staff(session, rules, now, ticket, "ticket_low_rating", ticket.number, sup, cfg.pushes.low_rating,
-                        rating=score, comment=excerpt(comment or "", cfg.excerpt_chars))
-    return Rated.THANKS
+    add_event(session, ticket, "rated", member_actor(member_id), now, f"{score}" + (f" {comment}" if comment else ""))
+    if score > cfg.low_rating_at_most:
+        return Rated.THANKS
+    for sup in supervisors(session):
+        alert_staff(session, rules, now, ticket, "ticket_low_rating", ticket.number, sup, cfg.pushes.low_rating,
+                    rating=score, comment=excerpt(comment or "", cfg.excerpt_chars))
+    return Rated.LOW
 
 
 # --------------------------------------------------------------------------- the staff side

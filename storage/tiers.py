@@ -24,6 +24,7 @@ from storage import ledger
 from storage.members import find_by_card, record_changes
 from storage.models import Member, MemberChange, Purchase
 from storage.points import points_overview
+from storage.spend import carried_spend, carried_spend_sql
 
 YEAR_DAYS = 365
 
@@ -205,8 +206,7 @@ def member_facts(session: Session, member: Member, rules: Rules, today: date, cu
     row = session.execute(select(p.c.spend, p.c.purchases, p.c.visits, p.c.last_at).where(p.c.member_id == member.id)).first()
     points = member.points_balance
     spend, purchases, visits, last_at = row if row else (Decimal(0), 0, 0, None)
-    window_first_day = today - timedelta(days=rules.segments.window_days - 1)
-    carried = member.carried_spend if member.carried_spend_since and member.carried_spend_since >= window_first_day else 0
+    carried = carried_spend(member, rules, today)
     if last_at is not None and last_at.tzinfo is None:  # raw aggregate: stored as naive UTC
         last_at = last_at.replace(tzinfo=timezone.utc)
     return MemberFacts(
@@ -228,19 +228,13 @@ def _earned_tier_sql(spend, rules: Rules):
     return case(*whens, else_=rules.tiers[0].id)
 
 
-def _carried_sql(rules: Rules, day: date):
-    """The spend an import carried in, while its start is inside the window that ends on ``day``."""
-    window_first_day = day - timedelta(days=rules.segments.window_days - 1)
-    return case((Member.carried_spend_since >= window_first_day, Member.carried_spend), else_=0)
-
-
 def _segment_sql(p, points, rules: Rules, day: date, cutoff: int | None):
     """The SQL CASE mirroring ``_segment`` on ``day`` (``p``: the purchase facts for that day)."""
     seg = rules.segments
     purchases = func.coalesce(p.c.purchases, 0)
     top = and_(points > 0, points >= cutoff) if cutoff is not None else literal(False)
     frequent = purchases * YEAR_DAYS >= seg.frequent_purchases_per_year * seg.window_days
-    moved_in = or_(_held_sql(rules, day), _carried_sql(rules, day) > 0)
+    moved_in = or_(_held_sql(rules, day), carried_spend_sql(rules, day) > 0)
     in_grace = Member.retention_grace_until > day
     return case(
         (and_(purchases == 0, moved_in), "stable"),
@@ -327,7 +321,7 @@ def _tier_on_sql(rules: Rules, day: date, cutoff: int | None):
     retention, or while lapsed in one of ``lapsed.keep_tier``. Top points are today's balances.
     """
     p = _purchase_facts(rules, day)
-    earned = _earned_tier_sql(func.coalesce(p.c.spend, 0) + _carried_sql(rules, day), rules)
+    earned = _earned_tier_sql(func.coalesce(p.c.spend, 0) + carried_spend_sql(rules, day), rules)
     segment = _segment_sql(p, Member.points_balance, rules, day, cutoff)
     kept = or_(_held_sql(rules, day), Member.retention_grace_until > day, segment == "retention",
                and_(segment == "lapsed", Member.tier.in_(rules.lapsed.keep_tier)))
@@ -356,7 +350,7 @@ def downgrade_warnings_query(rules: Rules, today: date, cutoff: int | None) -> S
     on = today + timedelta(days=rules.segments.downgrade_warning_days)
     new_tier, p = _tier_on_sql(rules, on, cutoff)
     keep_min = case(*[(Member.tier == t.id, t.min_spend) for t in rules.tiers], else_=0)
-    needed = keep_min - func.coalesce(p.c.spend, 0) - _carried_sql(rules, on)
+    needed = keep_min - func.coalesce(p.c.spend, 0) - carried_spend_sql(rules, on)
     return (
         select(Member.id, Member.tier, keep_min.label("keep_min_spend"), needed.label("keep_needed"),
                literal(on).label("downgrade_on"))

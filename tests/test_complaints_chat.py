@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, select
 
 from scheduler.delivery import drain
-from storage import members
+from storage import members, purchases
 from storage.models import CallBack, Member, OutboxMessage, Staff, StaffInvite, Ticket, TicketEvent
 from storage.staff import create_invite
 from tests.factories import image_xml, make_member, make_staff, text_xml, utc_now
@@ -136,8 +137,8 @@ def test_staff_work_from_wechat_and_only_replies_reach_the_member(wechat, state,
     drain(state)
     to_member = [m for m in fake_wechat.sent() if m["touser"] == "o-d"]
     assert len(to_member) == 1 and "请为本次服务打分" in to_member[0]["text"]["content"]
-    # one rating, by digit; low ratings alert the supervisor
-    assert wechat.text("o-d", "2") == "感谢您的评价（2 分）！我们会持续改进服务。"
+    # one rating, by digit; low ratings alert the supervisor, and the member is told so
+    assert wechat.text("o-d", "2") == "很抱歉这次没能让您满意（2 分）。您的评价已转给服务主管，主管会亲自跟进此事。"
     assert "已评价过" in wechat.text("o-d", f"评价 {number} 5")
     assert "没有听懂" in wechat.text("o-d", "5")  # nothing left to rate
     drain(state)
@@ -217,9 +218,10 @@ def test_a_staff_wechat_cannot_bind_a_member_card(wechat, state, people, redis_c
 
 def test_human_and_my_clients_and_callbacks(wechat, state, people):
     opened = wechat.text("o-a", "人工客服")
-    assert opened.startswith("已为您转接您的专属客户经理")
     assert "正在处理中" in wechat.text("o-a", "human")
     [ticket] = _tickets(state)
+    # hours away: the member need not wait in the chat (no "请稍候")
+    assert opened == f"已为您转接您的专属客户经理（单号 {ticket.number}），将于 11-23 12:00 前在此回复您，您不必在线等候。"
     assert (ticket.kind, ticket.category, ticket.assignee_id) == ("human", "咨询", "M1")
     clients = wechat.text("o-m1", "我的客户")
     assert "周美玲（尊荣钻石卡" in clients and "未结工单 1" in clients
@@ -242,3 +244,53 @@ def test_repeated_complaints_are_flagged(wechat, state, people):
     with state.db.read() as session:
         alerts = session.scalars(select(OutboxMessage.staff_id).where(OutboxMessage.job == "ticket_repeated")).all()
     assert alerts == ["SUP"]
+
+
+def test_ratings_thank_good_ones_and_answer_low_ones_with_care(wechat, state, people, fake_wechat):
+    staff_openids = {"S1": "o-s1", "S2": "o-s2"}
+    numbers = []
+    for _ in range(2):
+        wechat.text("o-d", "投诉 其他 问题")
+        numbers.append(_number(wechat.text("o-d", "确认")))
+    for ticket in _tickets(state):
+        wechat.text(staff_openids[ticket.assignee_id], f"解决 {ticket.number} 已处理")
+    assert wechat.text("o-d", f"评价 {numbers[0]} 4 很好") == "感谢您的评价（4 分）！我们会持续改进服务。"
+    low = wechat.text("o-d", f"评价 {numbers[1]} 1 没解决")
+    assert low == "很抱歉这次没能让您满意（1 分）。您的评价已转给服务主管，主管会亲自跟进此事。"
+    drain(state)
+    to_supervisor = [m for m in fake_wechat.sent() if m["touser"] == "o-sup"]
+    assert len(to_supervisor) == 1  # the follow-up the member was promised: only the low rating
+
+
+def test_staff_help_lists_the_staff_commands_and_members_keep_theirs(wechat, people):
+    staff_help = wechat.text("o-s1", "帮助")
+    assert staff_help.startswith("员工可用指令：")
+    for command in ("工单 单号", "回复 单号 内容", "待补充 单号 内容", "转交 单号 员工编号", "解决 单号 处理结果",
+                    "我的客户", "已回访 编号 备注"):
+        assert command in staff_help
+    for member_command in ("绑定 卡号 手机号", "积分明细", "兑换 编号", "投诉 ——"):  # a staff WeChat cannot use them
+        assert member_command not in staff_help
+    member_help = wechat.text("o-d", "帮助")
+    assert member_help.startswith("可用指令：") and "绑定 卡号 手机号" in member_help and "回复 单号" not in member_help
+
+
+def test_a_ticket_names_the_member_and_marks_refunded_purchases(wechat, state, people):
+    rules = state.rules
+    with state.db.write() as session:
+        card_no = session.get(Member, people["d"]).card_no
+        for receipt, amount, days_ago in (("RF-A", "500", 1), ("RF-B", "1000", 2), ("RF-C", "2000", 3)):
+            purchases.record_purchase(session, purchases.PurchaseIn(
+                receipt, card_no, Decimal(amount), NOW - timedelta(days=days_ago), "S1"), rules, now=NOW)
+        purchases.refund_purchase(session, "RF-B", purchases.RefundIn(Decimal("300"), "R1"), rules=rules)
+        purchases.refund_purchase(session, "RF-C", rules=rules)  # all of it
+    wechat.text("o-d", "投诉 产品质量 项链断了")
+    number = _number(wechat.text("o-d", "确认"))
+    detail = wechat.text("o-s1", f"工单 {number}")
+
+    def day(days_ago: int) -> str:
+        return f"{(NOW - timedelta(days=days_ago)).astimezone(rules.zone):%Y-%m-%d}"
+
+    assert f"近期消费：{day(1)} 500.00 元 S1；{day(2)} 1,000.00 元 S1（已退 300.00 元）；{day(3)} 2,000.00 元 S1（已全额退货，不计消费）" \
+        in detail
+    assert f"11-23 10:00 张小敏（{card_no}） 投诉：项链断了" in detail
+    assert "member:" not in detail

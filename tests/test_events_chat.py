@@ -96,6 +96,17 @@ def test_a_single_session_without_guests_goes_straight_to_the_confirmation(wecha
     assert "报名成功" in wechat.text("o-d", "yes")
 
 
+def test_a_party_without_guests_is_just_the_member(wechat, state):
+    bound(state, "o-alone")
+    confirm = wechat.text("o-alone", "报名 jade")  # no guests allowed: not asked
+    assert "人数：1 人（本人）" in confirm and "亲友" not in confirm
+    wechat.text("o-alone", "取消")
+    wechat.text("o-alone", "报名 fashion")
+    wechat.text("o-alone", "1")
+    confirm = wechat.text("o-alone", "0")  # guests allowed, none brought
+    assert "人数：1 人（本人）" in confirm and "亲友" not in confirm
+
+
 def test_refusals_say_why_and_change_nothing(wechat, state, clock):
     bound(state, "o-d", "D")
     bound(state, "o-c", "C")
