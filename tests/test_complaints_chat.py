@@ -281,8 +281,8 @@ def test_a_ticket_names_the_member_and_marks_refunded_purchases(wechat, state, p
         for receipt, amount, days_ago in (("RF-A", "500", 1), ("RF-B", "1000", 2), ("RF-C", "2000", 3)):
             purchases.record_purchase(session, purchases.PurchaseIn(
                 receipt, card_no, Decimal(amount), NOW - timedelta(days=days_ago), "S1"), rules, now=NOW)
-        purchases.refund_purchase(session, "RF-B", purchases.RefundIn(Decimal("300"), "R1"), rules=rules)
-        purchases.refund_purchase(session, "RF-C", rules=rules)  # all of it
+        purchases.refund_purchase(session, "RF-B", purchases.RefundIn(Decimal("300"), "R1"), rules=rules, now=NOW)
+        purchases.refund_purchase(session, "RF-C", rules=rules, now=NOW)  # all of it
     wechat.text("o-d", "投诉 产品质量 项链断了")
     number = _number(wechat.text("o-d", "确认"))
     detail = wechat.text("o-s1", f"工单 {number}")

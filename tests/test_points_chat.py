@@ -127,7 +127,7 @@ def _import_and_bind(wechat, state, *rows: str) -> None:
         card, name, phone, tier, spend, since = row.split(",")
         lines.append(f"{card},{name},{phone},,{tier},,,{spend},{since}\n")
     with state.db.write() as session:
-        report = import_members(session, [IMPORT_HEADER, *lines], state.rules, state.today())
+        report = import_members(session, [IMPORT_HEADER, *lines], state.rules, state.now())
     assert not report.errors, report.errors
     for row in rows:
         card, _, phone, *_ = row.split(",")
@@ -146,7 +146,7 @@ def test_spend_carried_in_by_an_import_counts_in_points_benefits_and_members_sho
         for receipt, amount in (("KS1", "500"), ("KS2", "800")):
             purchases.record_purchase(session, purchases.PurchaseIn(
                 receipt, "K1000001", Decimal(amount), now - timedelta(hours=1), "S1"), rules, now=now)
-        purchases.refund_purchase(session, "KS2", rules=rules)  # refunded in full: no spend
+        purchases.refund_purchase(session, "KS2", rules=rules, now=now)  # refunded in full: no spend
     assert wechat.text("o-K1000001", "积分").endswith("近两年累计消费 3,500.00 元，再消费 16,500.00 元即可升级为钻石卡。")
     assert wechat.text("o-K1000001", "会员权益").splitlines()[-2:] == [
         "近两年累计消费 3,500.00 元，再消费 1,500.00 元即可保持铂金卡（保级标准 5,000.00 元）。",
