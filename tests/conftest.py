@@ -26,13 +26,6 @@ API_KEY = "test-api-key"
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def real_clock_env() -> dict[str, str]:
-    """The environment for a server a test starts itself (redis-server, chromedriver): without the
-    libfaketime that scripts/test preloads when TEST_FAKETIME shifts pytest's clock (redis-server
-    cannot start under it, and a server's own clock need not move)."""
-    return {k: v for k, v in os.environ.items() if k != "LD_PRELOAD" and not k.startswith("FAKETIME")}
-
-
 def _need(variable: str) -> str:
     value = os.environ.get(variable)
     if not value:

@@ -23,7 +23,7 @@ from bot.settings import Settings
 from rules import DEFAULT_RULES_PATH
 from storage.db import Database
 from storage.migrate import upgrade
-from tests.conftest import ROOT, free_port, real_clock_env
+from tests.conftest import ROOT, free_port
 from tests.dashboard_seed import NOW, PASSWORD, expected, seed, with_past_events
 
 SCREENSHOTS = ROOT / "instance" / "screenshots" / "dashboard"
@@ -77,7 +77,7 @@ def browser(tmp_path_factory):
         options.add_argument(argument)
     options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
                                               "download.prompt_for_download": False})
-    driver = webdriver.Chrome(service=Service(DRIVER, env=real_clock_env()), options=options)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
     driver.set_page_load_timeout(30)
     driver.downloads = downloads
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)

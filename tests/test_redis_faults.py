@@ -11,7 +11,7 @@ import pytest
 from bot.app import create_app
 from bot.settings import Settings
 from storage.db import Database
-from tests.conftest import WeChat, free_port, real_clock_env
+from tests.conftest import WeChat, free_port
 from tests.factories import make_member
 
 
@@ -23,8 +23,7 @@ def own_redis(tmp_path):
         pytest.skip("redis-server is not installed (scripts/test installs it)")
     port = free_port()
     process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-                                "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env=real_clock_env())
+                                "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     import redis
 
     client = redis.Redis(port=port)
