@@ -59,7 +59,7 @@ def prepare(members: int, rebuild: bool) -> Path:
     # Join dates over five years; tier changes for one member in ten over the last two years.
     conn.execute("UPDATE members SET created_at = datetime('2021-11-01', '+' || (id * 7919 % 1800) || ' days'),"
                  " manager_id = CASE WHEN tier = 'A' THEN 'M' || (id % 40) END")
-    conn.executemany("INSERT OR IGNORE INTO staff (id, name, role, created_at, failed_logins) VALUES (?, ?, 'manager', ?, 0)",
+    conn.executemany("INSERT OR IGNORE INTO staff (id, name, role, created_at) VALUES (?, ?, 'manager', ?)",
                      [(f"M{i}", f"经理{i}", "2024-01-01 00:00:00") for i in range(40)])
     conn.execute("""
         INSERT INTO member_changes (member_id, action, detail, actor, at)

@@ -36,6 +36,7 @@ class Settings:
     rules_path: Path = DEFAULT_RULES_PATH
     embedded: bool = False  # demo defaults: fake Redis, demo members, in-process scheduler
     fake_wechat: bool = False  # embedded without WECHAT_API_BASE: pushes go to the API stand-in inside the bot
+    trusted_proxies: int = 0  # proxies in front of the app whose X-Forwarded-For names the client (sign-in throttling)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -50,6 +51,9 @@ class Settings:
             log.warning("%s is not set: using the embedded demo value", name)
         # Production (REDIS_URL set) never falls back to the stand-in.
         fake_wechat = embedded and not env.get("WECHAT_API_BASE")
+        proxies = (env.get("TRUSTED_PROXIES") or "0").strip()
+        if not (proxies.isascii() and proxies.isdigit()) or int(proxies) > 10:
+            raise ConfigError(f"environment: TRUSTED_PROXIES must be a whole number from 0 to 10, got {proxies!r}")
         return cls(
             wechat_token=env.get("WECHAT_TOKEN") or demo["WECHAT_TOKEN"],
             wechat_appid=env.get("WECHAT_APPID") or demo["WECHAT_APPID"],
@@ -63,4 +67,5 @@ class Settings:
             rules_path=Path(env.get("RULES_PATH") or DEFAULT_RULES_PATH),
             embedded=embedded,
             fake_wechat=fake_wechat,
+            trusted_proxies=int(proxies),
         )

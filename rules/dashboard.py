@@ -1,11 +1,12 @@
-"""Rules of the web dashboard at /admin (issue 14): sign-in limits, ranges, tier colours, Chinese labels."""
+"""Rules of the web dashboard at /admin (issue 14): sign-in throttling, ranges, tier colours, Chinese labels and texts."""
 from __future__ import annotations
 
 import re
+from datetime import date
 
 from pydantic import Field, field_validator
 
-from rules.base import Frozen
+from rules.base import Frozen, MessageTexts
 
 # Every label the dashboard shows; config.yaml `dashboard.labels` must give each one (zh-CN).
 LABEL_KEYS = frozenset({
@@ -32,19 +33,50 @@ LABEL_KEYS = frozenset({
 })
 
 
+class DashboardTexts(MessageTexts):
+    """What the sign-in page and the refusal pages say (``dashboard.texts``, zh-CN)."""
+
+    login_failed: str  # a wrong password, an unknown id, a member's card, staff without a dashboard: all alike
+    login_wait: str  # {wait}: after this wrong password, this id from this address must wait
+    login_waiting: str  # {wait}: an attempt during that wait (the password is not looked at)
+    wait_seconds: str  # {seconds}
+    wait_minutes: str  # {minutes}
+    title_bad_request: str
+    title_forbidden: str
+    title_not_found: str
+    bad_date: str  # {field} {value}
+    date_outside: str  # {field} {value} {earliest} {latest}
+    date_order: str  # {first} {last}
+    range_too_long: str  # {months}
+    other_manager: str  # {manager}
+    foreign_form: str
+    not_found: str
+    refused_other: str  # {code}
+    field_from: str
+    field_to: str
+    back_to_panel: str
+    back_to_login: str
+
+
 class DashboardRules(Frozen):
     """The dashboard's settings (``dashboard:`` in config.yaml)."""
 
-    max_failures: int = Field(default=5, ge=1)  # wrong passwords in a row lock the staff id ...
-    lockout_minutes: int = Field(default=15, ge=1)  # ... for this long
+    # Sign-in throttling, per staff id as typed and client address (README: Dashboard).
+    free_failures: int = Field(default=5, ge=1)  # wrong passwords from one address before it must wait ...
+    first_wait_seconds: int = Field(default=30, ge=1)  # ... this long, twice as long at each further one ...
+    longest_wait_minutes: int = Field(default=15, ge=1)  # ... up to this
+    forget_failures_hours: int = Field(default=24, ge=1)  # a day without a wrong one starts the count again
     session_hours: int = Field(default=12, ge=1)  # a login lasts this long
     default_months: int = Field(default=12, ge=1, le=120)  # the date range a panel opens with
     max_months: int = Field(default=60, ge=1, le=240)  # the longest range a panel accepts
+    earliest_date: date = Field(default=date(2000, 1, 1), ge=date(1900, 1, 1))  # no range starts before it
+    future_months: int = Field(default=12, ge=0, le=120)  # a range ends at most this many months after today
     expiring_days: int = Field(default=90, ge=1)  # "points that expire in the next N days"
     tier_colours: dict[str, str]  # tier id -> CSS colour, the same in every chart
     segment_names: dict[str, str]  # upgrade | stable | retention | lapsed -> label
     activity_names: dict[str, str]  # active | swinging | trending | churned -> label
     labels: dict[str, str]
+    texts: DashboardTexts
 
     @field_validator("tier_colours")
     @classmethod

@@ -71,11 +71,8 @@ class Staff(Base):
     openid: Mapped[str | None] = mapped_column(String(64), unique=True)
     role: Mapped[str] = mapped_column(String(16), default="manager")  # manager | service | supervisor | admin
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    # The dashboard's sign-in (issue 14): a salted hash only, never the password; wrong passwords in a row
-    # and the time until which the id is locked.
+    # The dashboard's sign-in (issue 14): a salted hash only, never the password.
     password_hash: Mapped[str | None] = mapped_column(String(255))
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Member(Base):
@@ -400,6 +397,23 @@ class AdminSession(Base):
     staff_id: Mapped[str] = mapped_column(ForeignKey("staff.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class LoginFailure(Base):
+    """Wrong dashboard passwords for one staff id, as typed (unknown ids too), from one client address.
+
+    Sign-in throttling (storage/logins.py) slows that pair down; other addresses are not affected.
+    """
+
+    __tablename__ = "login_failures"
+    __table_args__ = (CheckConstraint("failures >= 0", name="failures_not_negative"),
+                      Index("ix_login_failures_last_failed_at", "last_failed_at"))
+
+    staff_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    address: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    last_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    wait_until: Mapped[datetime | None] = mapped_column(UTCDateTime)  # no password is looked at before it
 # --------------------------------------------------------------------------- gifts
 # The catalogue is rules (config.yaml `gifts:`); what the database holds is the state that must
 # never go wrong under concurrency: stock, redemptions and their codes, entitlements, history.

@@ -1,7 +1,8 @@
 """The dashboard in a real headless Chromium (Debian's chromium + chromium-driver, installed by scripts/test).
 
 One browser and one live server for the module. Screenshots of every panel are saved under
-instance/screenshots/dashboard/ (README: Dashboard).
+instance/screenshots/dashboard/ (README: Dashboard). The browser's console is read for violations of
+the Content-Security-Policy: the pages must run under it without one, charts styled.
 """
 from __future__ import annotations
 
@@ -77,6 +78,7 @@ def browser(tmp_path_factory):
         options.add_argument(argument)
     options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
                                               "download.prompt_for_download": False})
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(DRIVER), options=options)
     driver.set_page_load_timeout(30)
     driver.downloads = downloads
@@ -170,9 +172,68 @@ def test_a_manager_sees_their_key_accounts_and_cannot_open_another_managers(serv
     assert total[:2] == ["合计", "12"]
     browser.save_screenshot(str(SCREENSHOTS / "manager-members.png"))
     browser.get(f"{base}/admin/members?manager=M2")
-    assert browser.find_element("tag name", "body").text.strip() == "forbidden"
-    browser.get(f"{base}/admin/members")
+    assert browser.find_element("id", "refused-title").text == "无权访问"
+    assert "客户经理 M2 的数据仅主管和管理员可以查看" in browser.find_element("id", "refused").text
+    browser.find_element("id", "back").click()
+    wait_until(browser, lambda d: d.current_url == f"{base}/admin/members")
+    assert browser.find_element("css selector", "#table-by_tier tr.total").text.split()[:2] == ["合计", "12"]
     browser.find_element("id", "logout").click()
     wait_until(browser, lambda d: d.current_url.startswith(base + "/admin/login"))
     browser.get(f"{base}/admin/members")
     assert browser.current_url.startswith(base + "/admin/login?next=")
+
+
+def policy_violations(driver) -> list[str]:
+    """What the console said about the Content-Security-Policy since it was last read."""
+    return [entry["message"] for entry in driver.get_log("browser") if "Content Security Policy" in entry["message"]]
+
+
+def test_every_page_runs_under_the_policy_with_its_charts_styled(server, browser):
+    base, app = server
+    policy_violations(browser)
+    browser.delete_all_cookies()
+    browser.get(base + "/admin/login")
+    assert policy_violations(browser) == []
+    sign_in(browser, base, "S1")
+    tier_a = app.extensions["bot"].rules.dashboard.tier_colours["A"].lstrip("#")
+    for name in PANELS:
+        browser.get(f"{base}/admin/{name}")
+        assert browser.execute_script("return document.querySelectorAll('script').length") == 0, name
+        sizes = browser.execute_script("return [...document.querySelectorAll('.chart svg')]"
+                                       ".map(s => s.getBoundingClientRect().height)")
+        assert sizes and min(sizes) > 100, (name, sizes)
+        # The page's own inline style applies (the header's dark band), and so do the charts' (pygal's colours).
+        assert browser.execute_script("return getComputedStyle(document.querySelector('header')).backgroundColor") \
+            == "rgb(43, 47, 58)", name
+        assert policy_violations(browser) == [], name
+    browser.get(f"{base}/admin/members")
+    fill = browser.execute_script(
+        "return getComputedStyle(document.querySelector('.chart svg .series.color-0 rect')).fill")
+    assert fill == "rgb({}, {}, {})".format(*(int(tier_a[i:i + 2], 16) for i in (0, 2, 4)))
+    browser.get(f"{base}/admin/points?from=0001-01-01&to=0001-12-31")
+    assert browser.find_element("id", "refused-title").text == "无法显示：查询条件有误"
+    assert "开始日期 0001-01-01 超出可查询的范围" in browser.find_element("id", "refused").text
+    assert policy_violations(browser) == []
+    browser.find_element("id", "back").click()
+    wait_until(browser, lambda d: d.current_url == f"{base}/admin/points")
+
+
+def test_the_policy_stops_injected_script_and_framing(server, browser):
+    base, _ = server
+    sign_in(browser, base, "S1")
+    browser.get(f"{base}/admin/complaints")
+    policy_violations(browser)
+    ran = browser.execute_script("const s = document.createElement('script'); s.textContent = 'window.ran = 1';"
+                                 "document.body.appendChild(s); return window.ran === 1")
+    assert ran is False
+    assert any("script-src 'none'" in message for message in policy_violations(browser))
+    other_site = base.replace("127.0.0.1", "localhost")  # another origin, framing the dashboard
+    browser.get(f"{other_site}/wechat")
+    browser.execute_script("const f = document.createElement('iframe'); f.src = arguments[0];"
+                           "document.body.appendChild(f)", f"{base}/admin/complaints")
+    said: list[str] = []
+    wait_until(browser, lambda d: said.extend(policy_violations(d)) or any("frame-ancestors 'none'" in m for m in said))
+    frame = browser.find_element("tag name", "iframe")
+    browser.switch_to.frame(frame)
+    assert "会员计划看板" not in browser.page_source  # the dashboard is not drawn inside another site
+    browser.switch_to.default_content()

@@ -1,4 +1,9 @@
-"""Charts as server-side SVG (pygal): inline in the page, no script, nothing fetched at run time."""
+"""Charts as server-side SVG (pygal): inline in the page, no script, nothing fetched at run time.
+
+pygal writes a ``<script>`` with its config into every chart even with ``js=()`` (svg.py ``add_scripts``),
+and a tooltip group with an inline ``style`` that only its script uses; an XML filter takes both out,
+so the dashboard's Content-Security-Policy can forbid script and inline style attributes.
+"""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -47,8 +52,19 @@ def render(kind: str, title: str, x_title: str, y_title: str, x_labels: Sequence
         value_formatter=(lambda v: f"{v:.1f}%") if percent else (lambda v: f"{v:,.0f}"),
         range=(0, 100) if percent else None, include_x_axis=True,
     )
+    chart.add_xml_filter(_without_script)
     chart.x_labels = list(x_labels)
     if any(v for _, values in series for v in values):
         for name, values in series:
             chart.add(name, [None if v is None else float(v) for v in values])
     return Markup(chart.render(is_unicode=True))
+
+
+def _without_script(root):
+    """The SVG tree without pygal's config script (in ``<defs>``) and its script-driven tooltip overlay
+    (in the graph's ``<g>``): both sit just below a child of the root."""
+    for parent in list(root):
+        for child in list(parent):
+            if child.tag == "script" or "tooltip-overlay" in (child.get("class") or ""):
+                parent.remove(child)
+    return root

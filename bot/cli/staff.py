@@ -1,10 +1,12 @@
 """``staff``: account managers and service staff."""
 from __future__ import annotations
 
+import sys
+
 import click
 from flask.cli import AppGroup
 
-from bot.cli.common import state
+from bot.cli.common import fail, state
 from storage.logins import set_password
 from storage.members import add_staff, list_staff, mask_openid
 from storage.staff import create_invite
@@ -47,11 +49,24 @@ def staff_invite(staff_id: str) -> None:
     expires = invite.expires_at.astimezone(bot.rules.zone)
     click.echo(f"{invite.code}  (for {staff_id}; send 员工绑定 {invite.code} from their WeChat before "
                f"{expires:%Y-%m-%d %H:%M} {bot.rules.timezone}; it works once)")
+
+
 @group.command("password")
 @click.argument("staff_id")
-@click.password_option("--password", prompt="New dashboard password", help="Asked for, hidden, twice, when not given.")
-def staff_password(staff_id: str, password: str) -> None:
-    """Set the dashboard (/admin) password of a supervisor, admin or manager; stored only as a salted hash."""
+def staff_password(staff_id: str) -> None:
+    """Set the dashboard (/admin) password of a supervisor, admin or manager; stored only as a salted hash.
+
+    On a terminal it is asked for, hidden, twice; otherwise it is the first line of standard input
+    (`… | flask --app wsgi staff password S01`). There is no option for it: a password on the command
+    line lands in the shell's history and in `ps`.
+    """
+    if sys.stdin.isatty():
+        password = click.prompt("New dashboard password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+        if not password:
+            fail("no password on standard input: give it as the first line, or run the command on a terminal "
+                 "to be asked for it")
     with state().db.write() as session:
         set_password(session, staff_id, password)
     click.echo(f"password of staff {staff_id} set: sign in at /admin")
