@@ -182,6 +182,34 @@ def drain(state: "BotState", max_batches: int | None = None) -> DrainStats:
     return stats
 
 
+def send_now(state: "BotState", ids: list[int]) -> list[outbox.Outcome]:
+    """Send these rows now, the moment the transaction that planned them has committed (alerts to staff,
+    notices and replies to members), as the drain would: claimed, marked in Redis around each call, sent by
+    ``send_push``, the outcomes written in one statement. Rows the drain or another sender took first, or
+    that must wait (marketing in quiet hours), are left to the drain. Returns the outcomes of the rows sent."""
+    rules, cfg = state.rules, state.rules.pushes
+    claim_id = uuid.uuid4().hex[:16]
+    outcomes: list[outbox.Outcome] = []
+    _start_marks(state, claim_id)
+    with Heartbeat(state, claim_id, cfg.claim_timeout_seconds):
+        now = state.now()
+        with state.db.write() as session:
+            claimed = outbox.claim(session, len(ids), claim_id, not in_quiet_hours(rules, now), now, only=ids)
+        if claimed:
+            with state.db.read() as session:
+                pushes = load_pushes(session, claimed, rules, {})
+            recent = _wrote_recently(state, [p.openid for p in pushes]) if cfg.customer_service_window_hours else set()
+            limiter, notes = RateLimiter(state, cfg.rate_limit_per_minute), Notes(state, claim_id)
+            try:
+                outcomes = [send_push(state, p, p.openid in recent, limiter, claim_id, notes) for p in pushes]
+            finally:
+                notes.flush()
+            with state.db.write() as session:
+                outbox.record_outcomes(session, outcomes, state.now(), claim_id)
+    state.redis.delete(_marks_key(state, claim_id))  # every outcome is in the database
+    return outcomes
+
+
 def _send_batch(state: "BotState", pool: ThreadPoolExecutor, threads: int, pushes: list[Push], recent: set[str],
                 limiter: RateLimiter, claim_id: str) -> list[outbox.Outcome]:
     """Send a batch on ``threads`` sender threads, each taking the next push until none is left.
