@@ -33,7 +33,7 @@ from wechatpy.exceptions import WeChatClientException
 
 from bot.wechat import errcode
 from rules import Rules, render_text
-from rules.pushes import PushMessage
+from rules.pushes import PushMessage, field_value
 from scheduler.bulletins import read_bulletin
 from storage import outbox
 from storage.members import mask_openid
@@ -108,6 +108,7 @@ class Push:
     data: dict[str, dict[str, str]]
     job: str = ""
     who: str = ""  # for the log: the member's card, or the staff id for an alert
+    url: str | None = None  # the template's link
 
 
 def in_quiet_hours(rules: Rules, now: datetime) -> bool:
@@ -481,7 +482,7 @@ def send_push(state: "BotState", push: Push, customer_service: bool, limiter: Ra
                 if channel == "custom":
                     result = client.send_text(push.openid, push.text)
                 else:
-                    result = client.send_template(push.openid, push.message.template_id, push.data)
+                    result = client.send_template(push.openid, push.message.template_id, push.data, push.url)
             except WeChatClientException as exc:
                 code, reason = errcode(exc), _describe(exc)
                 if code in UNREACHABLE:
@@ -634,27 +635,17 @@ def load_pushes(session, ids: list[int], rules: Rules, bulletins: dict[str, tupl
     for row, member, voucher in rows:
         context = push_context(member, row.extra, rules, bulletins, voucher)
         message = rules.pushes.messages[row.message]
-        text = render_text(message.text, context)
-        if row.staff_id:  # staff alerts follow WeChat's 2023 template rules: no first/remark, fields ≤ 20 characters
-            data = {key: {"value": clip_field(render_text(value, context))}
-                    for key, value in message.fields.items() if key not in ("first", "remark")}
-        else:
-            data = {"first": {"value": text}} | {
-                key: {"value": render_text(value, context)} for key, value in message.fields.items()
-            }
+        # WeChat's 2023 template rules: keyword fields only (no first/remark line), each one line of ≤ 20 characters.
+        data = {key: {"value": field_value(render_text(value, context))} for key, value in message.fields.items()}
         who = f"staff {row.staff_id}" if row.staff_id else (member.card_no if member is not None else row.recipient)
-        pushes.append(Push(row.id, row.openid, message, text, data, row.job, who))
+        pushes.append(Push(row.id, row.openid, message, render_text(message.text, context), data, row.job, who,
+                           message.link(context, rules.pushes.public_url)))
     return pushes
-
-
-def clip_field(value: str, limit: int = 20) -> str:
-    """A template field within WeChat's limit (20 characters), cut with an ellipsis."""
-    return value if len(value) <= limit else value[:limit - 1] + "…"
 
 
 def push_context(member: Member | None, extra: str | None, rules: Rules,
                  bulletins: dict[str, tuple[str, str]], voucher: Voucher | None = None) -> dict[str, Any]:
-    """Everything a push's text may use: the member, the row's extras, its voucher, the month's bulletin."""
+    """Everything a push's text may use: the member, the row's extras, its voucher, the month's bulletin (plain text)."""
     context = member_context(member, rules) if member is not None else {}
     if extra:
         context.update(json.loads(extra))
