@@ -10,7 +10,7 @@ import redis as redis_lib
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from bot import admin, api, cli, webhook
+from bot import admin, api, bulletins, cli, webhook
 from bot.router import check_handlers
 from bot.services import BotState, system_clock
 from bot.settings import Settings
@@ -53,6 +53,7 @@ def create_app(
     app.register_blueprint(webhook.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)  # the dashboard at /admin
+    app.register_blueprint(bulletins.bp)  # /bulletins/<month>, where the bulletin's template links
     _short_error_pages(app)
     cli.init_app(app)
     if not settings.api_key:

@@ -11,6 +11,7 @@ import redis as redis_lib
 
 from bot.settings import Settings
 from rules import Rules, RulesHolder
+from scheduler.at_once import AtOnce
 from storage.db import Database
 from storage.redis import Keys
 
@@ -33,10 +34,13 @@ class BotState:
     reply_redis: redis_lib.Redis | None = None  # short timeouts, for calls while a member waits (default: redis)
     executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(8, "handler"))
     _wechat: "ApiClient | None" = None
+    at_once: AtOnce = field(init=False, repr=False)  # sends alerts and replies right after their commit
 
     def __post_init__(self) -> None:
         if self.reply_redis is None:
             self.reply_redis = self.redis
+        self.at_once = AtOnce(self)
+        self.db.after_write(self.at_once.after_commit)
 
     @property
     def rules(self) -> Rules:

@@ -23,8 +23,9 @@ def _request_key(ctx: Context, kind: str) -> str:
     return f"{kind}:{ctx.openid}:{data.get('MsgId') or data.get('CreateTime')}"[:96]
 
 
-def _who(ctx: Context, ticket, member) -> str:
-    return "您的专属客户经理" if ticket.assignee_id and ticket.assignee_id == member.manager_id else "客服专员"
+def _who(ctx: Context, session, ticket, member) -> str:
+    """Who will answer, as the member is told: their account manager only when the ticket is theirs."""
+    return ctx.text(f"complaint_who_{complaints.who_answers(session, ticket, member)}")
 
 
 def _complaint_flow(ctx: Context) -> Flow:
@@ -55,7 +56,7 @@ def _open_complaint(ctx: Context, answers: dict[str, Any]) -> str:
                                         answers["description"], _request_key(ctx, "complaint"),
                                         media=answers.get("media") or [])
         ticket = opened.ticket
-        return ctx.text("complaint_opened", ticket_no=ticket.number, who=_who(ctx, ticket, member),
+        return ctx.text("complaint_opened", ticket_no=ticket.number, who=_who(ctx, session, ticket, member),
                         response_due=complaints.local_text(ctx.rules, ticket.response_due_at),
                         resolution_due=complaints.local_text(ctx.rules, ticket.resolution_due_at))
 
@@ -197,10 +198,10 @@ def human(ctx: Context) -> str:
         member = members.find_by_openid(session, ctx.openid)
         ticket = complaints.open_human_ticket(session, member.id)
         if ticket is not None:
-            return ctx.text("human_already", ticket_no=ticket.number, who=_who(ctx, ticket, member))
+            return ctx.text("human_already", ticket_no=ticket.number, who=_who(ctx, session, ticket, member))
         text = ctx.args.strip() or "会员请求人工客服"
         ticket = complaints.open_ticket(session, ctx.rules, ctx.now, member, cfg.human_category, text,
                                         _request_key(ctx, "human"), kind="human").ticket
-        return ctx.text("human_opened", ticket_no=ticket.number, who=_who(ctx, ticket, member),
+        return ctx.text("human_opened", ticket_no=ticket.number, who=_who(ctx, session, ticket, member),
                         response_due=complaints.local_text(ctx.rules, ticket.response_due_at))
 

@@ -9,12 +9,9 @@ from __future__ import annotations
 import logging
 
 import redis as redis_lib
-import requests
-from wechatpy.exceptions import WeChatClientException
 
 from bot.context import Context, Handler
 from handlers import help
-from rules import render_text
 from storage import complaints
 from storage.complaints import TicketError
 from storage.members import mask_openid
@@ -23,7 +20,6 @@ from storage.staff import StaffBind, bind_staff
 log = logging.getLogger(__name__)
 
 STAFF_ROLES = ("manager", "service", "supervisor", "admin")
-WINDOW_CLOSED = {45015, 45047}  # WeChat: the member's customer-service window is closed
 EVENT_NAMES = {"opened": "投诉", "media": "附件", "note": "会员补充", "replied": "回复", "waiting": "待会员补充",
                "reopened": "重新打开", "transferred": "转交", "resolved": "解决", "rated": "评价"}
 STATUS_NAMES = {"open": "处理中", "waiting": "待会员补充", "resolved": "已解决"}
@@ -135,39 +131,36 @@ def _reply(ctx: Context, wait: bool) -> str:
     usage = "staff_wait_usage" if wait else "staff_reply_usage"
     if not number or not text.strip():
         return ctx.text(usage)
-    rules = ctx.rules
     try:
         with ctx.db.write() as session:
-            done = complaints.reply(session, rules, ctx.now, ctx.staff, number, text, wait=wait)
-            ticket_no, event_id = done.ticket.number, done.event.id
-            if not _window_open(ctx, done.member_openid):
-                complaints.reply_by_template(session, rules, ctx.now, done.event, done.ticket)
-                done.event.delivery = "template"
-                return ctx.text("staff_reply_queued", ticket_no=ticket_no)
+            done = complaints.reply(session, ctx.rules, ctx.now, ctx.staff, number, text, wait=wait)
+            ticket_no, event_id, push = done.ticket.number, done.event.id, done.push
     except TicketError as exc:
         return _refused(ctx, exc)
-    # Recorded first (committed), then sent once: a failure is noted on the event, never resent blindly.
-    message = render_text(rules.pushes.messages[rules.complaints.pushes.reply].text,
-                          {"ticket_no": ticket_no, "reply": text.strip()})
-    try:
-        ctx.state.wechat.send_text(done.member_openid, message)
-        delivery, answer = "custom", ("staff_waiting" if wait else "staff_reply_sent")
-    except WeChatClientException as exc:
-        code = exc.errcode
-        with ctx.db.write() as session:
-            ticket = complaints.staff_ticket(session, ctx.staff, ticket_no)
-            event = session.get(complaints.TicketEvent, event_id)
-            complaints.reply_by_template(session, rules, ctx.now, event, ticket)
-        delivery = f"template after {code}"
-        answer = "staff_reply_queued" if not wait else "staff_waiting"
-        if code not in WINDOW_CLOSED:
-            log.warning("reply to %s on %s refused by WeChat (%s): sent as a template", mask_openid(done.member_openid),
-                        ticket_no, code)
-    except (requests.RequestException, TimeoutError) as exc:
-        delivery, answer = f"in doubt: {type(exc).__name__}", "staff_reply_in_doubt"
+    # Recorded and planned first (committed), then sent once, by the outbox's own sender: a call whose
+    # answer never came is in doubt and nothing resends it; what cannot go now the drain sends later.
+    outcome = next(iter(ctx.state.at_once.send([push.id])), None) if push.status == "pending" else None
+    delivery, answer, values = _how_it_went(ctx, push, outcome, wait)
     with ctx.db.write() as session:
         complaints.note_delivery(session, event_id, delivery)
-    return ctx.text(answer, ticket_no=ticket_no, reason=delivery)
+    return ctx.text(answer, ticket_no=ticket_no, **values)
+
+
+def _how_it_went(ctx: Context, push, outcome, wait: bool) -> tuple[str, str, dict]:
+    """(the delivery noted on the reply, the answer to the staff member, its values) for a reply's send."""
+    sent = "staff_waiting" if wait else "staff_reply_sent"
+    if push.status != "pending":  # planned as skipped: not bound, unfollowed, unreachable
+        return f"not sent: {push.reason}", "staff_reply_undeliverable", {}
+    if outcome is None:
+        return "pending", "staff_reply_later", {}
+    if outcome.status == "sent":
+        return outcome.channel, sent if wait or outcome.channel == "custom" else "staff_reply_queued", {}
+    if outcome.status == "unknown":
+        return f"in doubt: {outcome.reason}", "staff_reply_in_doubt", {
+            "seconds": f"{ctx.rules.pushes.http_timeout_seconds:g}"}
+    if outcome.status == "unreachable":
+        return f"unreachable: {outcome.reason}", "staff_reply_undeliverable", {}
+    return f"failed: {outcome.reason}", "staff_reply_failed", {"reason": outcome.reason}
 
 
 @staff_only
@@ -184,7 +177,7 @@ def staff_wait(ctx: Context) -> str:
 
 @staff_only
 def staff_transfer(ctx: Context) -> str:
-    """`转交 <no> <staff id>`: reassign, with an alert to the new assignee."""
+    """`转交 <no> <staff id>`: reassign, with an alert to the new assignee (refused for staff without WeChat)."""
     parts = ctx.args.split()
     if len(parts) != 2:
         return ctx.text("staff_transfer_usage")

@@ -96,6 +96,7 @@ class ComplaintPushes(Frozen):
     breach: str  # to the supervisors: a deadline passed
     low_rating: str  # to the supervisors
     repeated: str  # to the supervisors: the member's third ticket in a category within 30 days
+    manager_unreachable: str  # to the supervisors, once per manager and day: a key account's manager has no WeChat
     callback: str  # to the owner of a new call-back task
     callback_overdue: str  # to the owner, once
     reply: str  # to the member: a staff reply when the customer-service window is closed
@@ -191,6 +192,9 @@ class ComplaintMessages(MessageTexts):
     rate_already: str
     rate_not_asked: str
     rate_out_of_range: str
+    complaint_who_manager: str  # who answers a ticket, as the member is told
+    complaint_who_desk: str
+    complaint_who_supervisor: str
     human_opened: str
     human_already: str
     staff_help: str  # 帮助 from a staff account
@@ -213,11 +217,15 @@ class ComplaintMessages(MessageTexts):
     staff_reply_sent: str
     staff_reply_queued: str
     staff_reply_in_doubt: str
+    staff_reply_failed: str
+    staff_reply_undeliverable: str
+    staff_reply_later: str
     staff_wait_usage: str
     staff_waiting: str
     staff_transfer_usage: str
     staff_transferred: str
     staff_transfer_unknown: str
+    staff_transfer_unreachable: str
     staff_resolve_usage: str
     staff_resolved: str
     staff_already_resolved: str

@@ -33,7 +33,7 @@ from wechatpy.exceptions import WeChatClientException
 
 from bot.wechat import errcode
 from rules import Rules, render_text
-from rules.pushes import PushMessage
+from rules.pushes import PushMessage, field_value
 from scheduler.bulletins import read_bulletin
 from storage import outbox
 from storage.members import mask_openid
@@ -108,6 +108,7 @@ class Push:
     data: dict[str, dict[str, str]]
     job: str = ""
     who: str = ""  # for the log: the member's card, or the staff id for an alert
+    url: str | None = None  # the template's link
 
 
 def in_quiet_hours(rules: Rules, now: datetime) -> bool:
@@ -180,6 +181,34 @@ def drain(state: "BotState", max_batches: int | None = None) -> DrainStats:
                 OutboxMessage.status == "pending", OutboxMessage.marketing.is_(True))) or 0
     stats.held_elsewhere = held_elsewhere(state, exclude=claim_id)
     return stats
+
+
+def send_now(state: "BotState", ids: list[int]) -> list[outbox.Outcome]:
+    """Send these rows now, the moment the transaction that planned them has committed (alerts to staff,
+    notices and replies to members), as the drain would: claimed, marked in Redis around each call, sent by
+    ``send_push``, the outcomes written in one statement. Rows the drain or another sender took first, or
+    that must wait (marketing in quiet hours), are left to the drain. Returns the outcomes of the rows sent."""
+    rules, cfg = state.rules, state.rules.pushes
+    claim_id = uuid.uuid4().hex[:16]
+    outcomes: list[outbox.Outcome] = []
+    _start_marks(state, claim_id)
+    with Heartbeat(state, claim_id, cfg.claim_timeout_seconds):
+        now = state.now()
+        with state.db.write() as session:
+            claimed = outbox.claim(session, len(ids), claim_id, not in_quiet_hours(rules, now), now, only=ids)
+        if claimed:
+            with state.db.read() as session:
+                pushes = load_pushes(session, claimed, rules, {})
+            recent = _wrote_recently(state, [p.openid for p in pushes]) if cfg.customer_service_window_hours else set()
+            limiter, notes = RateLimiter(state, cfg.rate_limit_per_minute), Notes(state, claim_id)
+            try:
+                outcomes = [send_push(state, p, p.openid in recent, limiter, claim_id, notes) for p in pushes]
+            finally:
+                notes.flush()
+            with state.db.write() as session:
+                outbox.record_outcomes(session, outcomes, state.now(), claim_id)
+    state.redis.delete(_marks_key(state, claim_id))  # every outcome is in the database
+    return outcomes
 
 
 def _send_batch(state: "BotState", pool: ThreadPoolExecutor, threads: int, pushes: list[Push], recent: set[str],
@@ -453,7 +482,7 @@ def send_push(state: "BotState", push: Push, customer_service: bool, limiter: Ra
                 if channel == "custom":
                     result = client.send_text(push.openid, push.text)
                 else:
-                    result = client.send_template(push.openid, push.message.template_id, push.data)
+                    result = client.send_template(push.openid, push.message.template_id, push.data, push.url)
             except WeChatClientException as exc:
                 code, reason = errcode(exc), _describe(exc)
                 if code in UNREACHABLE:
@@ -606,27 +635,17 @@ def load_pushes(session, ids: list[int], rules: Rules, bulletins: dict[str, tupl
     for row, member, voucher in rows:
         context = push_context(member, row.extra, rules, bulletins, voucher)
         message = rules.pushes.messages[row.message]
-        text = render_text(message.text, context)
-        if row.staff_id:  # staff alerts follow WeChat's 2023 template rules: no first/remark, fields ≤ 20 characters
-            data = {key: {"value": clip_field(render_text(value, context))}
-                    for key, value in message.fields.items() if key not in ("first", "remark")}
-        else:
-            data = {"first": {"value": text}} | {
-                key: {"value": render_text(value, context)} for key, value in message.fields.items()
-            }
+        # WeChat's 2023 template rules: keyword fields only (no first/remark line), each one line of ≤ 20 characters.
+        data = {key: {"value": field_value(render_text(value, context))} for key, value in message.fields.items()}
         who = f"staff {row.staff_id}" if row.staff_id else (member.card_no if member is not None else row.recipient)
-        pushes.append(Push(row.id, row.openid, message, text, data, row.job, who))
+        pushes.append(Push(row.id, row.openid, message, render_text(message.text, context), data, row.job, who,
+                           message.link(context, rules.pushes.public_url)))
     return pushes
-
-
-def clip_field(value: str, limit: int = 20) -> str:
-    """A template field within WeChat's limit (20 characters), cut with an ellipsis."""
-    return value if len(value) <= limit else value[:limit - 1] + "…"
 
 
 def push_context(member: Member | None, extra: str | None, rules: Rules,
                  bulletins: dict[str, tuple[str, str]], voucher: Voucher | None = None) -> dict[str, Any]:
-    """Everything a push's text may use: the member, the row's extras, its voucher, the month's bulletin."""
+    """Everything a push's text may use: the member, the row's extras, its voucher, the month's bulletin (plain text)."""
     context = member_context(member, rules) if member is not None else {}
     if extra:
         context.update(json.loads(extra))

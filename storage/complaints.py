@@ -8,6 +8,7 @@ them. Alerts and notices go through the outbox, each planned once per (job, occa
 from __future__ import annotations
 
 import enum
+import hashlib
 import logging
 import statistics
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from sqlalchemy.orm import Session
 from rules import BotError, Rules
 from rules.complaints import HIGH, ComplaintRules
 from storage import outbox
-from storage.models import CallBack, Member, Purchase, Staff, Ticket, TicketEvent
+from storage.models import CallBack, Member, OutboxMessage, Purchase, Staff, Ticket, TicketEvent
 
 log = logging.getLogger(__name__)
 
@@ -118,19 +119,27 @@ def _next_number(session: Session, rules: Rules, now: datetime) -> str:
     return f"{prefix}{(int(last[len(prefix):]) + 1) if last else 1:04d}"
 
 
+SUPERVISING = ("supervisor", "admin")  # in this order: admins only where there is no supervisor
+
+
 def supervisors(session: Session) -> list[str]:
     """Who gets breaches, low ratings and repeated complaints: supervisors, else admins."""
-    for role in ("supervisor", "admin"):
+    for role in SUPERVISING:
         found = list(session.scalars(select(Staff.id).where(Staff.role == role).order_by(Staff.id)))
         if found:
             return found
     return []
 
 
-def service_desk_next(session: Session, work: type[Ticket] | type[CallBack] = Ticket) -> str | None:
-    """Round-robin among bound service staff: the one whose latest assignment of ``work`` (tickets,
+def reachable(session: Session, staff_id: str | None) -> bool:
+    """Whether alerts can reach this staff member: they exist and their WeChat is bound (员工绑定)."""
+    return staff_id is not None and session.scalar(select(Staff.openid).where(Staff.id == staff_id)) is not None
+
+
+def _in_turn(session: Session, role: str, work: type[Ticket] | type[CallBack]) -> str | None:
+    """Round-robin among the bound staff of ``role``: the one whose latest assignment of ``work`` (tickets,
     or call-back tasks) is oldest."""
-    query = select(Staff.id).where(Staff.role == "service", Staff.openid.is_not(None)).order_by(Staff.id)
+    query = select(Staff.id).where(Staff.role == role, Staff.openid.is_not(None)).order_by(Staff.id)
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()  # two tickets at once take turns (SQLite: the write lock)
     desk = list(session.scalars(query))
@@ -141,28 +150,76 @@ def service_desk_next(session: Session, work: type[Ticket] | type[CallBack] = Ti
     return min(desk, key=lambda staff_id: (latest.get(staff_id, 0), staff_id))
 
 
-def choose_assignee(session: Session, rules: Rules, member: Member) -> str | None:
-    """Key accounts (high priority) go to their account manager first; everyone else to the desk."""
+def service_desk_next(session: Session, work: type[Ticket] | type[CallBack] = Ticket) -> str | None:
+    """The service desk's next in turn: bound staff with role ``service``."""
+    return _in_turn(session, "service", work)
+
+
+@dataclass(frozen=True)
+class Routed:
+    assignee: str | None  # None: nobody with a bound WeChat to give it to
+    unreachable_manager: str | None = None  # the key account's manager, passed over: no WeChat to alert
+
+
+def choose_assignee(session: Session, rules: Rules, member: Member) -> Routed:
+    """Key accounts (high priority) go to their account manager first, if alerts reach the manager; everyone
+    else, and a key account whose manager has no bound WeChat yet, to a reachable person: the service desk
+    in turn, then the supervisors (else the admins) in turn."""
+    passed_over = None
     if rules.complaints.priority_of(member.tier) == HIGH and member.manager_id:
-        return member.manager_id
-    return service_desk_next(session)
+        if reachable(session, member.manager_id):
+            return Routed(member.manager_id)
+        passed_over = member.manager_id
+    assignee = service_desk_next(session)
+    for role in SUPERVISING:
+        assignee = assignee or _in_turn(session, role, Ticket)
+    return Routed(assignee, passed_over)
+
+
+def who_answers(session: Session, ticket: Ticket, member: Member) -> str:
+    """Who the member is told will answer: 'manager' (their own), 'supervisor', or 'desk'."""
+    if ticket.assignee_id is not None and ticket.assignee_id == member.manager_id:
+        return "manager"
+    role = session.scalar(select(Staff.role).where(Staff.id == ticket.assignee_id)) if ticket.assignee_id else None
+    return "supervisor" if role in SUPERVISING else "desk"
 
 
 def _alert_extra(rules: Rules, ticket: Ticket, **more: Any) -> str:
+    """What a ticket's alerts say besides the member: its first words and its due times."""
     sla = rules.complaints.sla[ticket.priority]
+    due = [d for d in (ticket.response_due_at, ticket.resolution_due_at) if d is not None]
     return outbox.extra_json(ticket_no=ticket.number, category=ticket.category, priority_name=sla.name,
                              excerpt=excerpt(ticket.description, rules.complaints.excerpt_chars),
                              response_due=local_text(rules, ticket.response_due_at),
-                             resolution_due=local_text(rules, ticket.resolution_due_at), **more)
+                             resolution_due=local_text(rules, ticket.resolution_due_at),
+                             next_due=local_text(rules, min(due)) if due else "", **more)
 
 
 def alert_staff(session: Session, rules: Rules, now: datetime, ticket: Ticket, job: str, occasion: str,
-                staff_id: str | None,
-                message: str, **more: Any) -> bool:
+                staff_id: str | None, message: str, at_once: bool = True, **more: Any) -> bool:
+    """Alert one staff member about ``ticket``, once per (job, occasion); sent the moment the transaction
+    commits (``at_once``; the watcher's alerts go with the drain that follows it)."""
     if staff_id is None:
         return False
     return outbox.enqueue_staff_push(session, job, occasion, staff_id, message, now=now, member_id=ticket.member_id,
-                                     extra=_alert_extra(rules, ticket, **more))
+                                     extra=_alert_extra(rules, ticket, **more), at_once=at_once)
+
+
+def _alert_manager_unreachable(session: Session, rules: Rules, now: datetime, ticket: Ticket, member: Member,
+                               manager_id: str) -> None:
+    """Tell the supervisors that a key account's manager has no bound WeChat, so the ticket went to someone
+    else: once per manager and day (the outbox key), naming the first such ticket of the day."""
+    manager = session.get(Staff, manager_id)
+    assignee = session.get(Staff, ticket.assignee_id) if ticket.assignee_id else None
+    occasion = f"{rules.today(now):%Y%m%d}:{manager_id}"
+    if len(occasion) > 32:  # the outbox's occasion column: a very long staff id goes by its digest
+        occasion = occasion[:9] + hashlib.sha1(manager_id.encode()).hexdigest()[:23]
+    extra = _alert_extra(rules, ticket, manager_id=manager_id, manager_name=manager.name if manager else manager_id,
+                         assignee_name=assignee.name if assignee else "—", name=member.name,
+                         tier_name=rules.tier(member.tier).name)
+    for sup in supervisors(session):
+        outbox.enqueue_staff_push(session, "manager_unreachable", occasion, sup, rules.complaints.pushes.manager_unreachable,
+                                  now=now, extra=extra, at_once=True)
 
 
 @dataclass
@@ -180,7 +237,8 @@ def open_ticket(session: Session, rules: Rules, now: datetime, member: Member, c
             return Opened(existing, False)
     cfg = rules.complaints
     priority = cfg.priority_of(member.tier)
-    assignee = choose_assignee(session, rules, member)
+    routed = choose_assignee(session, rules, member)
+    assignee = routed.assignee
     for _ in range(5):  # two tickets the same second on PostgreSQL may take one number: the loser retries
         try:
             with session.begin_nested():
@@ -205,11 +263,13 @@ def open_ticket(session: Session, rules: Rules, now: datetime, member: Member, c
     add_event(session, ticket, "assigned", "system", now, assignee or "-")
     recompute(session, rules, ticket)
     if assignee is None:
-        log.warning("ticket %s: no account manager and no bound service staff; supervisors alerted", ticket.number)
+        log.warning("ticket %s: nobody with a bound WeChat to give it to; supervisors alerted", ticket.number)
         for sup in supervisors(session):
             alert_staff(session, rules, now, ticket, "ticket_assigned", ticket.number, sup, cfg.pushes.assigned)
     else:
         alert_staff(session, rules, now, ticket, "ticket_assigned", ticket.number, assignee, cfg.pushes.assigned)
+    if routed.unreachable_manager is not None:
+        _alert_manager_unreachable(session, rules, now, ticket, member, routed.unreachable_manager)
     _flag_repeated(session, rules, ticket, now)
     return Opened(ticket, True)
 
@@ -385,13 +445,14 @@ def view_ticket(session: Session, staff, number: str, now: datetime) -> TicketVi
 class Replied:
     ticket: Ticket
     event: TicketEvent
-    member_openid: str | None
+    push: OutboxMessage  # its row in the outbox (status 'skipped' with the reason when the member cannot get it)
 
 
 def reply(session: Session, rules: Rules, now: datetime, staff, number: str, text: str,
           wait: bool = False) -> Replied:
-    """Record a staff reply (``wait``: and pause the resolution clock until the member answers). The
-    caller sends it to the member; it is the only staff text that ever reaches a member."""
+    """Record a staff reply (``wait``: and pause the resolution clock until the member answers) and plan
+    it for the member through the outbox (a customer-service text while their window is open, else the
+    template); the caller sends it once this commits. It is the only staff text that ever reaches a member."""
     if not text.strip():
         raise TicketError("staff_wait_usage" if wait else "staff_reply_usage")
     ticket = staff_ticket(session, staff, number, lock=True)
@@ -404,15 +465,11 @@ def reply(session: Session, rules: Rules, now: datetime, staff, number: str, tex
         add_event(session, ticket, "waiting", f"staff:{staff.id}", now)
         ticket.status = "waiting"
     recompute(session, rules, ticket)
-    member = session.get(Member, ticket.member_id)
-    return Replied(ticket, event, member.openid if member is not None else None)
-
-
-def reply_by_template(session: Session, rules: Rules, now: datetime, event: TicketEvent, ticket: Ticket) -> None:
-    """The reply as a notice through the outbox (when the member's customer-service window is closed)."""
-    outbox.enqueue_member_push(session, "ticket_reply", f"{ticket.number}:{event.id}", ticket.member_id,
-                               rules.complaints.pushes.reply, now=now, marketing=False,
-                               extra=outbox.extra_json(ticket_no=ticket.number, reply=event.body))
+    occasion = f"{ticket.number}:{event.id}"
+    outbox.enqueue_member_push(session, "ticket_reply", occasion, ticket.member_id, rules.complaints.pushes.reply,
+                               now=now, marketing=False, extra=outbox.extra_json(ticket_no=ticket.number,
+                                                                                 reply=event.body))
+    return Replied(ticket, event, outbox.find_push(session, "ticket_reply", occasion))
 
 
 def note_delivery(session: Session, event_id: int, delivery: str) -> None:
@@ -427,6 +484,8 @@ def transfer(session: Session, rules: Rules, now: datetime, staff, number: str, 
         raise TicketError("staff_transfer_unknown", staff_id=to_staff_id.strip()[:32])
     if ticket.status == "resolved":
         raise TicketError("staff_already_resolved", ticket_no=ticket.number)
+    if target.openid is None:  # the new assignee would never hear of it
+        raise TicketError("staff_transfer_unreachable", staff_id=target.id, staff_name=target.name)
     previous = ticket.assignee_id
     ticket.assignee_id = target.id
     event = add_event(session, ticket, "transferred", f"staff:{staff.id}", now, f"{previous or '-'} -> {target.id}")
@@ -458,7 +517,7 @@ def resolve(session: Session, rules: Rules, now: datetime, staff, number: str, s
         ticket.rating_asked_at, ticket.rating_asked_period = now, ticket.period
     outbox.enqueue_member_push(session, "ticket_resolved", f"{ticket.number}:{ticket.period}", ticket.member_id,
                                cfg.pushes.resolved_rate if ask else cfg.pushes.resolved, now=now, marketing=False,
-                               extra=outbox.extra_json(ticket_no=ticket.number, summary=ticket.summary))
+                               extra=outbox.extra_json(ticket_no=ticket.number, summary=ticket.summary), at_once=True)
     days = cfg.callback_days.get("resolved")
     if days is not None:
         create_callback(session, rules, now, f"ticket:{ticket.id}:{ticket.period}", ticket.member_id,
@@ -523,7 +582,7 @@ def create_callback(session: Session, rules: Rules, now: datetime, source: str, 
         return False
     if staff_id is not None:
         outbox.enqueue_staff_push(session, "callback_new", f"cb{callback.id}", staff_id, rules.complaints.pushes.callback,
-                                  now=now, member_id=member_id,
+                                  now=now, member_id=member_id, at_once=True,
                                   extra=outbox.extra_json(callback_no=callback.id, due=local_text(rules, due_at),
                                                           reason=reason))
     return True
@@ -613,13 +672,13 @@ def watch(session: Session, rules: Rules, now: datetime) -> WatchReport:
                     continue
                 for sup in sups:
                     alert_staff(session, rules, now, ticket, "ticket_breach", occasion, sup, cfg.pushes.breach,
-                                deadline="首次响应" if kind == "r" else "解决", due=local_text(rules, due))
+                                at_once=False, deadline="首次响应" if kind == "r" else "解决", due=local_text(rules, due))
             elif cfg.elapsed(now, due, rules.zone) <= timedelta(hours=hours * (1 - cfg.warn_at_share)):
                 if quiet:
                     report.held_for_night += 1
                     continue
                 if alert_staff(session, rules, now, ticket, "ticket_warn", occasion, ticket.assignee_id, cfg.pushes.warning,
-                               deadline="首次响应" if kind == "r" else "解决", due=local_text(rules, due)):
+                               at_once=False, deadline="首次响应" if kind == "r" else "解决", due=local_text(rules, due)):
                     report.warned += 1
     overdue = session.execute(select(CallBack).where(CallBack.done_at.is_(None), CallBack.due_at <= now,
                                                      CallBack.staff_id.is_not(None))).scalars().all()

@@ -5,7 +5,7 @@ import fcntl
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
@@ -41,6 +41,7 @@ class Database:
         self._writer = sessionmaker(
             self.engine.execution_options(sqlite_begin="IMMEDIATE"), expire_on_commit=False
         )
+        self._after_write: list[Callable[[Session], None]] = []
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -53,9 +54,17 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        """A write transaction: committed when the block ends, rolled back if it raises."""
+        """A write transaction: committed when the block ends, rolled back if it raises. Once committed
+        (and the write lock released), the ``after_write`` callbacks get the session."""
         with self._writers_queue(), self._writer() as session, session.begin():
             yield session
+        for callback in self._after_write:
+            callback(session)
+
+    def after_write(self, callback: Callable[[Session], None]) -> None:
+        """Call ``callback(session)`` after every committed write transaction (its ``info`` says what it did;
+        its objects are detached): the process sends the pushes it planned to send at once."""
+        self._after_write.append(callback)
 
     def reads(self) -> Reads:
         """The single-statement reads of one chat message (``PreparedRead``), on this thread's read connection."""

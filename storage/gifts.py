@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 
 from rules import BotError, Rules, echoed
 from rules.gifts import Gift
+from rules.pushes import field_pieces
 from storage import ledger, outbox
 from storage.codes import new_code, normalise_code
 from storage.models import (
@@ -289,14 +290,18 @@ _RESERVE = (update(_stock).where(_stock.c.gift_id == bindparam("reserved_gift"),
 
 
 def _alert_mail(session: Session, rules: Rules, member: Member, redemption: GiftRedemption, now: datetime) -> None:
-    """The member's account manager, or the service desk, gets the address of a gift to mail."""
+    """The member's account manager, or the service desk, gets the name, phone and address of a gift to mail
+    (a template holds the address in two fields: ``mail_address_1``, ``mail_address_2``)."""
     staff_id = member.manager_id or rules.gifts.service_desk
     if staff_id is None:
         return
+    address = redemption.mail_address or ""
+    first, rest = field_pieces(address, 2)
     outbox.enqueue_staff_push(
         session, "gifts", f"mail:{redemption.code}", staff_id, rules.gifts.mail_alert_message, now=now, member_id=member.id,
         extra=outbox.extra_json(gift_name=redemption.gift_name, code=redemption.code, mail_name=redemption.mail_name,
-                                mail_phone=redemption.mail_phone, mail_address=redemption.mail_address),
+                                mail_phone=redemption.mail_phone, mail_address=address, mail_address_1=first,
+                                mail_address_2=rest),
     )
 
 

@@ -118,23 +118,29 @@ def insert_audience(session: Session, audience: Audience, now: datetime) -> int:
     return session.execute(statement).rowcount or 0
 
 
+AT_ONCE = "outbox_at_once"  # session.info: rows this transaction planned to send the moment it commits
+
+
 def enqueue_member_push(session: Session, job: str, occasion: str, member_id: int, message: str, *,
-                        now: datetime, extra: str | None = None, marketing: bool = True) -> bool:
+                        now: datetime, extra: str | None = None, marketing: bool = True,
+                        at_once: bool = False) -> bool:
     """Plan one push to one member (a waitlist promotion, an expired code...); once per occasion.
 
     ``marketing`` False: something the member asked for themselves, not held by quiet hours,
-    opt-out or lapsing (see ``member_audience``). Returns True when planned now, False when
-    this occasion was already planned for them.
+    opt-out or lapsing (see ``member_audience``). ``at_once``: see ``take_at_once``. Returns True
+    when planned now, False when this occasion was already planned for them.
     """
     audience = member_audience(job, occasion, Member.id == member_id, message, extra=extra, marketing=marketing)
-    return insert_audience(session, audience, now) > 0
+    return _plan_one(session, audience, now, at_once)
 
 
 def enqueue_staff_push(session: Session, job: str, occasion: str, staff_id: str, message: str, *,
-                       now: datetime, member_id: int | None = None, extra: str | None = None) -> bool:
+                       now: datetime, member_id: int | None = None, extra: str | None = None,
+                       at_once: bool = False) -> bool:
     """Plan one alert to one staff member (never held by quiet hours); once per occasion.
 
-    ``member_id`` names the member it is about, whose data the text may use. Returns True when planned now.
+    ``member_id`` names the member it is about, whose data the text may use. ``at_once``: see
+    ``take_at_once``. Returns True when planned now.
     """
     reason = case((Staff.openid.is_(None), "staff has no openid"), else_=None)
     recipient = f"staff:{staff_id}" + (f":member:{member_id}" if member_id is not None else "")
@@ -152,7 +158,31 @@ def enqueue_staff_push(session: Session, job: str, occasion: str, staff_id: str,
         case((reason.is_(None), "pending"), else_="skipped").label("status"),
         reason.label("reason"),
     ).where(Staff.id == staff_id)
-    return insert_audience(session, Audience(job, occasion, rows), now) > 0
+    return _plan_one(session, Audience(job, occasion, rows), now, at_once)
+
+
+def _plan_one(session: Session, audience: Audience, now: datetime, at_once: bool) -> bool:
+    if not insert_audience(session, audience, now):
+        return False
+    if at_once:
+        planned = audience.rows.subquery()
+        session.info.setdefault(AT_ONCE, []).extend(session.scalars(select(OutboxMessage.id).where(
+            OutboxMessage.job == audience.job, OutboxMessage.occasion == audience.occasion,
+            OutboxMessage.recipient.in_(select(planned.c.recipient)), OutboxMessage.status == "pending")))
+    return True
+
+
+def take_at_once(session: Session) -> list[int]:
+    """The rows planned ``at_once`` by this session's transaction (once: they are forgotten here). Its
+    process sends them right after the commit (``Database.after_write``, ``scheduler.at_once``); the
+    drain sends any it could not."""
+    return session.info.pop(AT_ONCE, [])
+
+
+def find_push(session: Session, job: str, occasion: str) -> OutboxMessage | None:
+    """The push planned for (job, occasion), when the occasion names one recipient (a reply: ticket and event)."""
+    return session.scalar(select(OutboxMessage).where(OutboxMessage.job == job, OutboxMessage.occasion == occasion)
+                          .order_by(OutboxMessage.id).limit(1))
 
 
 @dataclass(frozen=True)
@@ -185,9 +215,12 @@ def sample_audience(session: Session, audience: Audience, count: int = 3) -> lis
 # --------------------------------------------------------------------------- sending
 
 
-def claim(session: Session, limit: int, claim_id: str, marketing_allowed: bool, now: datetime) -> list[int]:
-    """Mark up to ``limit`` pending rows as this sender's; no two senders get the same row."""
+def claim(session: Session, limit: int, claim_id: str, marketing_allowed: bool, now: datetime,
+          only: Sequence[int] | None = None) -> list[int]:
+    """Mark up to ``limit`` pending rows (of ``only``, if given) as this sender's; no two senders get the same row."""
     query = select(OutboxMessage.id).where(OutboxMessage.status == "pending")
+    if only is not None:
+        query = query.where(OutboxMessage.id.in_(list(only)))
     if not marketing_allowed:
         query = query.where(OutboxMessage.marketing.is_(false()))
     query = query.order_by(OutboxMessage.id).limit(limit)

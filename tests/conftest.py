@@ -1,6 +1,7 @@
 """Fixtures: real Redis and PostgreSQL (started by scripts/test), SQLite per test, signed webhook calls."""
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import threading
@@ -158,6 +159,47 @@ def fake_wechat_server() -> str:
         process.wait(timeout=10)
 
 
+@contextlib.contextmanager
+def gunicorn_serving(db_url: str, redis_url: str, **env: str):
+    """The bot under gunicorn with two worker processes, on the test database and Redis (``env`` adds to the
+    environment, e.g. ``WECHAT_API_BASE``); yields its base URL."""
+    import signal
+    import subprocess
+    import sys
+
+    import requests
+
+    port = free_port()
+    environment = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": redis_url, "REDIS_PREFIX": "test",
+                   "WECHAT_TOKEN": TOKEN, "WECHAT_APPID": APPID, "WECHAT_SECRET": "test-secret",
+                   "WECHAT_AES_KEY": AES_KEY, "LOG_LEVEL": "WARNING", **env}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}", "wsgi:app"],
+        cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group: the workers go down with the master
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url + "/healthz", timeout=5).status_code == 200:
+                break
+        except requests.RequestException:  # not listening yet, or workers still booting
+            time.sleep(0.1)
+    else:
+        os.killpg(process.pid, signal.SIGKILL)
+        pytest.fail("gunicorn did not start: " + process.stderr.read().decode()[-2000:])
+    try:
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # any worker left behind
+
+
 class FakeWeChat:
     """Talks to the stand-in's control endpoints."""
 
@@ -212,6 +254,7 @@ def app(settings: Settings, rules: Rules, redis_client, clock):
     yield app
     state = app.extensions["bot"]
     state.executor.shutdown(wait=True)
+    state.at_once.shutdown()  # the alerts and replies still on their way
     state.db.dispose()
 
 

@@ -59,6 +59,14 @@ def make_staff(session: Session, staff_id: str, role: str = "service", openid: s
     return staff
 
 
+def words(message: dict) -> str:
+    """What the recipient reads of a message the WeChat stand-in recorded: a customer-service text, or a
+    template's keyword values, one a line (WeChat's 2023 template rules: no first or remark line)."""
+    if "text" in message:
+        return message["text"]["content"]
+    return "\n".join(field["value"] for field in message["data"].values())
+
+
 def image_xml(openid: str, media_id: str, pic_url: str, msg_id: int, create_time: int) -> str:
     """An image message as WeChat posts it."""
     return (f"<xml><ToUserName><![CDATA[gh_demo_account]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>"

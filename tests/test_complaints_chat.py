@@ -7,7 +7,6 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
-from scheduler.delivery import drain
 from storage import members, purchases
 from storage.models import CallBack, Member, OutboxMessage, Staff, StaffInvite, Ticket, TicketEvent
 from storage.staff import create_invite
@@ -41,6 +40,17 @@ def _tickets(state) -> list[Ticket]:
         return list(session.scalars(select(Ticket).order_by(Ticket.id)))
 
 
+def _arrived(state, fake_wechat, openid: str | None = None) -> list[dict]:
+    """What WeChat got, once the alerts and notices this process sends at once are out (no drain runs)."""
+    state.at_once.wait()
+    return [m for m in fake_wechat.sent() if openid is None or m["touser"] == openid]
+
+
+def _reset(state, fake_wechat) -> None:
+    state.at_once.wait()
+    fake_wechat.http.post(fake_wechat.url + "/_reset")
+
+
 def _number(reply: str) -> str:
     return reply.split("单号 ")[1].split("。")[0].split("）")[0].split("，")[0]
 
@@ -61,14 +71,12 @@ def test_the_dialog_asks_category_description_and_confirms(wechat, state, people
     with state.db.read() as session:
         media = session.scalars(select(TicketEvent.body).where(TicketEvent.kind == "media")).all()
     assert media == ["image:MEDIA1 http://pic/1.jpg"]
-    drain(state)
-    [alert] = [m for m in fake_wechat.sent() if m["touser"] == "o-s1"]
+    [alert] = _arrived(state, fake_wechat, "o-s1")  # at once, without a drain
     assert alert["template_id"] == "TPL_STAFF_ALERT"  # the staff member never wrote: a template
     wechat.text("o-s2", "工单")  # S2 writes: their 48-hour window opens
     wechat.text("o-d2", "投诉 其他 问题")
     wechat.text("o-d2", "确认")
-    drain(state)
-    [alert] = [m for m in fake_wechat.sent() if m["touser"] == "o-s2"]
+    [alert] = _arrived(state, fake_wechat, "o-s2")
     assert alert["msgtype"] == "text" and "【新投诉 T20261123-0002】" in alert["text"]["content"]
 
 def test_one_line_skips_questions_and_a_retry_opens_one_ticket(wechat, state, people):
@@ -93,8 +101,7 @@ def test_key_accounts_go_to_their_manager_others_round_robin(wechat, state, peop
         wechat.text(openid, "确认")
     assignees = [(t.priority, t.assignee_id) for t in _tickets(state)]
     assert assignees == [("high", "M1"), ("normal", "S1"), ("normal", "S2"), ("normal", "S1")]
-    drain(state)
-    to_manager = [m for m in fake_wechat.sent() if m["touser"] == "o-m1"]
+    to_manager = _arrived(state, fake_wechat, "o-m1")
     assert len(to_manager) == 1
     data = to_manager[0]["data"]
     assert "first" not in data and "remark" not in data and all(len(v["value"]) <= 20 for v in data.values())
@@ -111,7 +118,7 @@ def test_staff_work_from_wechat_and_only_replies_reach_the_member(wechat, state,
     assert "没有找到您可处理的工单" in wechat.text("o-s2", f"工单 {number}")  # someone else's: not disclosed
     assert number in wechat.text("o-sup", f"工单 {number}")  # the supervisor sees all
     assert "没有听懂" in wechat.text("o-d2", f"工单 {number}")  # a member: the usual hint
-    fake_wechat.http.post(fake_wechat.url + "/_reset")
+    _reset(state, fake_wechat)
     assert wechat.text("o-s1", f"回复 {number} 您好，请带项链到门店检测") == f"已发送给会员（{number}）。"
     assert wechat.text("o-s1", f"回复 {number}") == "格式：回复 单号 内容（内容将发送给会员）"
     sent = fake_wechat.sent()
@@ -120,6 +127,7 @@ def test_staff_work_from_wechat_and_only_replies_reach_the_member(wechat, state,
     assert "没有听懂" in wechat.text("o-d", "回复 我自己")  # members cannot use staff commands
     assert "转交给 客服乙（S2）" in wechat.text("o-s1", f"转交 {number} S2")
     assert "没有找到您可处理的工单" in wechat.text("o-s1", f"解决 {number} 已处理")  # no longer theirs
+    _reset(state, fake_wechat)  # S2's alert about the transfer
     assert "没有编号为 NOPE 的员工" in wechat.text("o-s2", f"转交 {number} NOPE")
     resolved = wechat.text("o-s2", f"解决 {number} 已免费修复")
     assert resolved.startswith(f"工单 {number} 已解决") and "并请会员评价" in resolved
@@ -133,16 +141,13 @@ def test_staff_work_from_wechat_and_only_replies_reach_the_member(wechat, state,
     assert ("replied", "staff:S1") in events and ("resolved", "staff:S2") in events
     assert ticket.first_response_at is not None and ticket.status == "resolved"
     assert [(c.staff_id, c.reason) for c in callbacks] == [("S2", "resolved")]
-    fake_wechat.http.post(fake_wechat.url + "/_reset")
-    drain(state)
-    to_member = [m for m in fake_wechat.sent() if m["touser"] == "o-d"]
+    to_member = _arrived(state, fake_wechat, "o-d")
     assert len(to_member) == 1 and "请为本次服务打分" in to_member[0]["text"]["content"]
     # one rating, by digit; low ratings alert the supervisor, and the member is told so
     assert wechat.text("o-d", "2") == "很抱歉这次没能让您满意（2 分）。您的评价已转给服务主管，主管会亲自跟进此事。"
     assert "已评价过" in wechat.text("o-d", f"评价 {number} 5")
     assert "没有听懂" in wechat.text("o-d", "5")  # nothing left to rate
-    drain(state)
-    assert any(m["touser"] == "o-sup" for m in fake_wechat.sent())
+    assert _arrived(state, fake_wechat, "o-sup")
     # the member sees the thread without internal events
     thread = wechat.text("o-d", f"我的投诉 {number}")
     assert "客服：您好，请带项链到门店检测" in thread and "已免费修复" in thread and "S2" not in thread
@@ -171,8 +176,7 @@ def test_rating_is_asked_only_inside_the_window_and_once(wechat, state, people, 
     redis_client.delete(state.keys("seen", "o-d"))  # the member's 48-hour window has closed
     resolved = wechat.text("o-s1", f"解决 {number} 已处理")
     assert "并请会员评价" not in resolved
-    drain(state)
-    [notice] = [m for m in fake_wechat.sent() if m["touser"] == "o-d"]
+    [notice] = _arrived(state, fake_wechat, "o-d")
     assert notice["template_id"] == "TPL_TICKET_NOTICE"
     assert "不在评价期内" in wechat.text("o-d", f"评价 {number} 5")
     # 补充 reopens it; resolving again does not ask (never twice, Chatwoot #8726)
@@ -257,9 +261,7 @@ def test_ratings_thank_good_ones_and_answer_low_ones_with_care(wechat, state, pe
     assert wechat.text("o-d", f"评价 {numbers[0]} 4 很好") == "感谢您的评价（4 分）！我们会持续改进服务。"
     low = wechat.text("o-d", f"评价 {numbers[1]} 1 没解决")
     assert low == "很抱歉这次没能让您满意（1 分）。您的评价已转给服务主管，主管会亲自跟进此事。"
-    drain(state)
-    to_supervisor = [m for m in fake_wechat.sent() if m["touser"] == "o-sup"]
-    assert len(to_supervisor) == 1  # the follow-up the member was promised: only the low rating
+    assert len(_arrived(state, fake_wechat, "o-sup")) == 1  # the follow-up the member was promised: only the low one
 
 
 def test_staff_help_lists_the_staff_commands_and_members_keep_theirs(wechat, people):

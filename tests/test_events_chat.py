@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from scheduler.delivery import drain
 from storage.models import EventSessionRow, EventSignup, OutboxMessage
-from tests.factories import event_config, event_rules, make_member, text_xml
+from tests.factories import event_config, event_rules, make_member, text_xml, words
 
 SHANGHAI_2027_03_01_NOON = datetime(2027, 3, 1, 4, 0, tzinfo=timezone.utc).timestamp()
 PUSHES = {"quiet_hours": None, "backoff_seconds": 0, "rate_limit_per_minute": 0}
@@ -52,8 +52,8 @@ def seats(state, event_id: str, key: str = "1") -> int:
 
 
 def pushed_text(message: dict) -> str:
-    """What a push said, as a template (its first line) or as a customer-service text."""
-    return message["data"]["first"]["value"] if "data" in message else message["text"]["content"]
+    """What a push said, as a template (its keyword fields) or as a customer-service text."""
+    return words(message)
 
 
 def test_the_list_shows_events_open_to_the_tier_with_seats_left(wechat, state):

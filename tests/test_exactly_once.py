@@ -1,15 +1,8 @@
 """WeChat retries: the same message has its effects once and every copy gets the first answer."""
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import requests
@@ -19,10 +12,8 @@ from tests.factories import WeChatServer, text_xml
 from handlers import HANDLERS
 from storage.db import Database
 from storage.models import Member, MemberChange
-from tests.conftest import AES_KEY, APPID, TOKEN
+from tests.conftest import AES_KEY, APPID, TOKEN, gunicorn_serving
 from tests.factories import make_member
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_a_retried_bind_binds_once_and_repeats_the_first_answer(wechat, db):
@@ -87,50 +78,11 @@ def test_concurrent_copies_wait_for_the_first_answer(app, slow_handler, clock):
 # --------------------------------------------------------------------------- two worker processes
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def gunicorn_bot(db_url, redis_url, redis_client):
     """The bot under gunicorn with two worker processes, on the test database and Redis."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": db_url,
-        "REDIS_URL": redis_url,
-        "REDIS_PREFIX": "test",
-        "WECHAT_TOKEN": TOKEN,
-        "WECHAT_APPID": APPID,
-        "WECHAT_SECRET": "test-secret",
-        "WECHAT_AES_KEY": AES_KEY,
-        "LOG_LEVEL": "WARNING",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}", "wsgi:app"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        start_new_session=True,  # its own process group: the workers go down with the master
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url + "/healthz", timeout=5).status_code == 200:
-                break
-        except requests.RequestException:  # not listening yet, or workers still booting
-            time.sleep(0.1)
-    else:
-        os.killpg(process.pid, signal.SIGKILL)
-        pytest.fail("gunicorn did not start: " + process.stderr.read().decode()[-2000:])
-    yield url
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)  # any worker left behind
+    with gunicorn_serving(db_url, redis_url) as url:
+        yield url
 
 
 @pytest.mark.parametrize("aes", [False, True], ids=["plain", "aes"])

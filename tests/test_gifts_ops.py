@@ -16,7 +16,7 @@ from storage.codes import new_code
 from storage.members import add_staff
 from storage.models import GiftEntitlement, GiftRedemption, GiftStock, LedgerEntry, MemberChange, OutboxMessage
 from tests.conftest import API_KEY
-from tests.factories import GIFT_RULES, make_member, make_points, make_stock, utc_now
+from tests.factories import GIFT_RULES, make_member, make_points, make_stock, utc_now, words
 
 NOON = datetime(2026, 11, 23, 4, 0, tzinfo=timezone.utc)
 GOOD = DEFAULT_RULES_PATH.read_text(encoding="utf-8")
@@ -189,8 +189,7 @@ def test_expiry_returns_points_and_stock_and_tells_the_member_once(app, state, f
         lot = session.scalar(select(LedgerEntry).where(LedgerEntry.member_id == member_id, LedgerEntry.kind == "earn"))
         assert lot.remaining == 800
     [notice] = [m for m in fake_wechat.sent() if m["touser"] == "o-expire"]
-    body = notice.get("text", {}).get("content") or notice["data"]["first"]["value"]
-    assert code in body and "800 积分已退回" in body
+    assert words(notice).split("\n")[1:] == [code, "已过期，发送“礼品”再次兑换"]  # a template: the points are in 积分明细
     jobs.run_job(state, "gift_expiry", date(2026, 12, 5))
     jobs.run_job(state, "gift_expiry", date(2026, 12, 4))
     assert len([m for m in fake_wechat.sent() if m["touser"] == "o-expire"]) == 1

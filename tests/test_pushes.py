@@ -19,7 +19,7 @@ from scheduler.delivery import drain
 from storage import ledger
 from storage.models import JobRun, LedgerEntry, Member, MemberChange, OutboxMessage, Voucher
 from tests.conftest import AES_KEY, APPID, ROOT, TOKEN
-from tests.factories import make_member, utc_now
+from tests.factories import make_member, utc_now, words
 
 PUSHES = {"quiet_hours": None, "backoff_seconds": 0, "claim_timeout_seconds": 1, "batch_size": 10,
           "concurrent_sends": 4, "lease_seconds": 2, "rate_limit_per_minute": 0}
@@ -64,11 +64,11 @@ def test_birthday_by_tier_with_gift_alert_and_skips(app, state, db, fake_wechat)
     assert stats.sent == 3
     sent = {m["touser"]: m for m in fake_wechat.sent()}
     assert set(sent) == {d.openid, b.openid, "o-manager"}
-    assert "生日快乐" in sent[d.openid]["data"]["first"]["value"]
+    assert "生日快乐" in words(sent[d.openid]) and "first" not in sent[d.openid]["data"]  # WeChat's 2023 rules
     with db.read() as session:
         voucher = session.scalar(select(Voucher).where(Voucher.member_id == b.id))
     assert voucher.valid_until == today + timedelta(days=30)
-    assert voucher.code in sent[b.openid]["data"]["first"]["value"]
+    assert voucher.code in words(sent[b.openid])
     staff_alert = sent["o-manager"]  # WeChat's 2023 rules: no first/remark lines in staff templates
     assert staff_alert["template_id"] == "TPL_STAFF_ALERT" and set(staff_alert["data"]) == {"keyword1", "keyword2"}
     assert staff_alert["data"]["keyword1"]["value"] == a.name
@@ -409,8 +409,8 @@ def test_retention_grace_reminders_and_reset(state, db, fake_wechat, rules_with)
         ledger.award_points(session, buyer.id, 40_000, expires_on=date(2030, 1, 1), occurred_at=utc_now())
         bound(session, 3, tier="D")
     jobs.run_job(state, "points_reset", start)
-    texts = {m["touser"]: m["data"]["first"]["value"] for m in fake_wechat.sent()}
-    assert "保留至 2026-07-10" in texts[keeper.openid] and buyer.openid in texts
+    texts = {m["touser"]: words(m) for m in fake_wechat.sent()}
+    assert "2026-07-10" in texts[keeper.openid] and "积分与权益保留中" in texts[keeper.openid] and buyer.openid in texts
     jobs.run_job(state, "points_reset", start)  # told once
     assert len(fake_wechat.sent()) == 2
 
@@ -422,11 +422,11 @@ def test_retention_grace_reminders_and_reset(state, db, fake_wechat, rules_with)
                                             datetime(2026, 3, 1, 4, tzinfo=timezone.utc), "S"), state.rules, now=utc_now())
     for day, expected in ((date(2026, 6, 10), "还有 30 天"), (date(2026, 7, 3), "还有 7 天")):
         jobs.run_job(state, "points_reset", day)
-        assert expected in fake_wechat.sent()[-1]["data"]["first"]["value"]
+        assert expected in words(fake_wechat.sent()[-1])
         assert fake_wechat.sent()[-1]["touser"] == keeper.openid
     jobs.run_job(state, "points_reset", date(2026, 7, 10))
     last = fake_wechat.sent()[-1]
-    assert last["touser"] == keeper.openid and "积分已清零" in last["data"]["first"]["value"]
+    assert last["touser"] == keeper.openid and "积分已清零" in words(last)
     with db.read() as session:
         kept = session.get(Member, keeper.id)
         assert (kept.points_balance, kept.tier, kept.retention_grace_until) == (0, "D", None)
@@ -456,7 +456,7 @@ def test_expiring_lots_are_reminded_and_expired(state, db, fake_wechat):
                                                 datetime(2026, month, 1, tzinfo=timezone.utc), "S"), state.rules, now=utc_now())
     jobs.run_job(state, "points_reset", date(2026, 11, 23))
     [reminder] = fake_wechat.sent()
-    assert "321 积分将于 2026-12-23 到期" in reminder["data"]["first"]["value"]
+    assert words(reminder).startswith("321\n2026-12-23\n积分即将到期")
     jobs.run_job(state, "points_reset", date(2026, 12, 24))
     with db.read() as session:
         assert session.get(Member, member.id).points_balance == 0
@@ -478,9 +478,9 @@ def test_tier_recalculation_applies_changes_with_notices(state, db, fake_wechat)
     jobs.run_job(state, "tier_recalc", date(2026, 11, 23))
     with db.read() as session:
         assert session.get(Member, riser.id).tier == "B" and session.get(Member, faller.id).tier == "D"
-    texts = {m["touser"]: m["data"]["first"]["value"] for m in fake_wechat.sent()}
-    assert "已升级为钻石卡" in texts[riser.openid] and "已调整为缤纷卡" in texts[faller.openid]
-    assert "消费满 50,000 元即可恢复尊荣钻石卡" in texts[faller.openid]  # what it takes to get the old tier back
+    texts = {m["touser"]: words(m) for m in fake_wechat.sent()}
+    assert texts[riser.openid].startswith("钻石卡\n会员卡已升级") and texts[faller.openid].startswith("缤纷卡\n会员卡已调整")
+    assert "恢复需消费50,000元\n尊荣钻石卡" in texts[faller.openid]  # what it takes to get the old tier back
 
 
 def test_unsubscribe_and_subscribe_in_chat(wechat, state, db, fake_wechat):
@@ -559,9 +559,9 @@ def test_holiday_greetings_by_tier_skip_lapsed_and_opted_out(state, db, fake_wec
         bound(session, 3, tier="C", segment="lapsed")
         bound(session, 4, tier="C", opted_out=True)
     _, planned, stats = jobs.run_job(state, "holidays", date(2027, 2, 6))  # 春节 2027
-    texts = {m["touser"]: m["data"]["first"]["value"] for m in fake_wechat.sent()}
-    assert texts[d.openid].endswith("春节快乐！感谢您一直以来的陪伴，祝您和家人幸福安康。")
-    assert "尊荣钻石卡会员的节日心意已为您备好" in texts[a.openid]
+    texts = {m["touser"]: words(m) for m in fake_wechat.sent()}
+    assert texts[d.openid] == f"春节\n{d.name}\n感谢陪伴，祝您和家人幸福安康"
+    assert texts[a.openid].endswith("节日心意已备好，欢迎到店小坐")  # the warmer greeting for A
     assert set(texts) == {d.openid, a.openid} and (planned, stats.sent) == (4, 2)
     with db.read() as session:
         reasons = set(session.scalars(select(OutboxMessage.reason).where(OutboxMessage.status == "skipped")))
@@ -607,7 +607,7 @@ def test_one_push_to_one_member_or_staff_is_planned_once_and_delivered(state, db
     sent = {m["touser"]: m for m in fake_wechat.sent()}
     # A service message reaches an opted-out member even in quiet hours; marketing to a lapsed one does not.
     assert sorted(sent) == ["o-1-C", "o-service"]
-    assert "X1" in sent["o-1-C"]["data"]["first"]["value"]
+    assert "X1" in words(sent["o-1-C"])
     assert lapsed.name == sent["o-service"]["data"]["keyword1"]["value"]  # staff templates: no first line
     with db.read() as session:
         skipped = session.scalars(select(OutboxMessage).where(OutboxMessage.status == "skipped")).all()

@@ -18,7 +18,7 @@ from storage import ledger
 from storage.models import LedgerEntry, Member
 from storage.purchases import PurchaseIn, record_purchase
 from tests.conftest import API_KEY
-from tests.factories import make_member, utc_now
+from tests.factories import make_member, utc_now, words
 
 PUSHES = {"quiet_hours": None, "backoff_seconds": 0, "claim_timeout_seconds": 1, "rate_limit_per_minute": 0}
 BOUGHT = date(2027, 1, 5)  # the keeper's last purchase
@@ -61,8 +61,7 @@ def buy(state, card_no: str, receipt: str, amount: str, day: date) -> None:
 
 
 def texts_to(fake_wechat, openid: str) -> list[str]:
-    return [m["data"]["first"]["value"] if "data" in m else m["text"]["content"]
-            for m in fake_wechat.sent() if m["touser"] == openid]
+    return [words(m) for m in fake_wechat.sent() if m["touser"] == openid]
 
 
 def member(state, member_id: int) -> Member:
@@ -95,7 +94,7 @@ def test_retention_keeps_points_and_tier_through_the_grace_then_resets(app, stat
     kept = member(state, keeper.id)
     assert (kept.tier, kept.segment, kept.retention_grace_until) == ("B", "retention", GRACE_ENDS)
     [told] = texts_to(fake_wechat, "o-keeper")
-    assert f"36,000 积分与钻石卡权益将为您保留至 {GRACE_ENDS}" in told
+    assert told == f"36,000\n{GRACE_ENDS}\n积分与权益保留中，消费即续享"
     assert not any("调整" in text for text in texts_to(fake_wechat, "o-keeper"))
 
     # The next day the lot's 730 days are over: the points are kept, not expired; the tier holds all along.
@@ -242,4 +241,4 @@ def test_push_run_counts_the_tier_notices_it_plans(app, state, clock, fake_wecha
         buy(state, riser.card_no, f"T{n}", "12500.00", date(2026, month, 1))
     output = push_run(app, "tier_recalc", day)
     assert output.startswith("tier_recalc for 2026-11-23: 1 pushes planned"), output
-    assert "sent 1," in output and "已升级为钻石卡" in texts_to(fake_wechat, "o-riser")[0]
+    assert "sent 1," in output and texts_to(fake_wechat, "o-riser")[0].startswith("钻石卡\n会员卡已升级")
