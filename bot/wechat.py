@@ -2,7 +2,8 @@
 
 The access_token lives in Redis, shared by every process; one process at a time fetches a new
 one (a Redis lock), the others wait for it. A token WeChat calls invalid is dropped only if it
-is still the one that failed, so a token another process just fetched survives.
+is still the one that failed, so a token another process just fetched survives. Without Redis
+(down, restarted empty, stalled) a process keeps the token it has, or fetches one of its own.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from wechatpy import WeChatClient
 from wechatpy.exceptions import WeChatClientException
 
 from bot.http import PooledSession
-from storage.redis import delete_if_same
+from storage.redis import Fallback, delete_if_same
 
 if TYPE_CHECKING:
     from bot.services import BotState
@@ -32,21 +33,34 @@ T = TypeVar("T")
 
 
 class TokenStore:
-    """The shared access_token: cached in Redis, fetched by one process at a time."""
+    """The shared access_token: cached in Redis, fetched by one process at a time.
+
+    While Redis cannot be reached the process goes on with the token it holds, or fetches one of
+    its own (WeChat keeps the previous token valid for five minutes after a new one is fetched);
+    a token WeChat then calls invalid is fetched again by ``ApiClient.call``.
+    """
 
     LOCAL_SECONDS = 5.0  # reuse a token read from Redis this long before asking again
 
     def __init__(self, redis: redis_lib.Redis, key: str, lock_key: str, fetch: Callable[[], dict]):
         self._redis, self._key, self._lock_key, self._fetch = redis, key, lock_key, fetch
         self._local: tuple[str, float] | None = None
+        self._redis_ok = Fallback("the access_token")
 
     def current(self, fresh: bool = False) -> str:
         """A valid token, fetching a new one if there is none; ``fresh`` skips the short local copy."""
         local = self._local
         if local and not fresh and time.monotonic() - local[1] < self.LOCAL_SECONDS:
             return local[0]
-        token = self._current()
+        token = self._redis_ok.call(self._current, lambda: self._without_redis(fresh))
         self._local = (token, time.monotonic())
+        return token
+
+    def _without_redis(self, fresh: bool) -> str:
+        if self._local and not fresh:
+            return self._local[0]
+        token = self._fetch()["access_token"]
+        log.info("fetched an access_token of this process's own (Redis unavailable)")
         return token
 
     def _current(self) -> str:
@@ -60,8 +74,10 @@ class TokenStore:
                 try:
                     return self._fetch_and_store()
                 finally:
-                    # Release only our own lock: after a stall past its expiry another process may hold it.
-                    delete_if_same(self._redis, self._lock_key, mine)
+                    try:  # release only our own lock: after a stall past its expiry another process may hold it
+                        delete_if_same(self._redis, self._lock_key, mine)
+                    except redis_lib.RedisError:
+                        pass  # it expires by itself
             if time.monotonic() > deadline:
                 raise TimeoutError("no access_token: another process holds the fetch lock")
             time.sleep(0.05)  # another process is fetching
@@ -72,15 +88,17 @@ class TokenStore:
             return token
         result = self._fetch()
         token, expires_in = result["access_token"], int(result.get("expires_in", 7200))
-        # Renew well before WeChat's expiry so a request never carries a token about to lapse.
-        self._redis.set(self._key, token, ex=max(expires_in - 300, 60))
         log.info("fetched a new access_token (valid %s s)", expires_in)
+        try:  # renew well before WeChat's expiry so a request never carries a token about to lapse
+            self._redis.set(self._key, token, ex=max(expires_in - 300, 60))
+        except redis_lib.RedisError:
+            log.warning("could not share the new access_token through Redis; this process keeps it")
         return token
 
     def drop_if_same(self, token: str) -> bool:
         """Forget ``token`` if it is still the current one; True if it was."""
         self._local = None
-        return delete_if_same(self._redis, self._key, token)
+        return self._redis_ok.call(lambda: delete_if_same(self._redis, self._key, token), lambda: False)
 
 
 class ApiClient(WeChatClient):

@@ -1,15 +1,19 @@
 """Delivery: the one module that sends every push, from the outbox, through the WeChat API.
 
-Exactly once: a row is claimed in the database before it is sent (no two senders share a
-row); just before the HTTP call a marker goes to Redis, and as soon as the call returns a
-second marker holds its outcome (sent with WeChat's msgid, failed, unreachable). The batch's
-outcomes are then written to the database in one statement. A sender that dies leaves rows
-in 'sending': the next drain gives those with an outcome marker that outcome, puts those
-without any marker back to 'pending' (never attempted) and marks the rest 'unknown' — the
-calls that were in flight, at most ``concurrent_sends``: the message may have arrived, and
-sending again could make a duplicate, which the programme rules out. A call that times out
-is in doubt for the same reason. WeChat's TEMPLATESENDJOBFINISH event settles what is in
-doubt (``settle_finish_event``): delivered, or failed with WeChat's status.
+Exactly once, and the database alone decides it: a row is claimed in the database before it
+is sent (no two senders share a row), and just before the HTTP call the row notes that the
+call is starting (``call_started_at``), committed together with the outcome of the thread's
+previous call (sent with WeChat's msgid, failed, unreachable). The call is made only if the
+row is still this sender's. A sender that dies leaves rows in 'sending': the next drain puts
+those whose call never started back to 'pending' and marks the rest 'unknown' — the calls
+that were in flight, and at most one returned call per thread whose outcome was on its way:
+the message may have arrived, and sending again could make a duplicate, which the programme
+rules out. A call that times out is in doubt for the same reason. WeChat's TEMPLATESENDJOBFINISH
+event settles what is in doubt (``settle_finish_event``): delivered, or failed with WeChat's status.
+
+Redis only helps: the rate limit, the shared access_token, the customer-service window and the
+senders' heartbeats. When it is down, restarted empty or stalled, delivery goes on (this
+process counts the rate limit itself, keeps its token) and nothing is sent twice.
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -38,6 +43,7 @@ from scheduler.bulletins import read_bulletin
 from storage import outbox
 from storage.members import mask_openid
 from storage.models import Member, OutboxMessage, Voucher
+from storage.redis import Fallback
 
 if TYPE_CHECKING:
     from bot.services import BotState
@@ -48,7 +54,6 @@ UNREACHABLE = {43004, 43019, 43101, 40003}  # unfollowed, blacklisted, refused, 
 RETRYABLE = {-1, 45009, 45011}  # system busy, daily quota, minute quota: WeChat did not take the message
 EXHAUSTED = " attempts"  # how the reason of a push that failed every (retryable) attempt ends
 WINDOW_CLOSED = {45015, 45047}  # customer-service window closed / its quota spent: send the template instead
-MARKER_TTL = 7 * 24 * 3600
 # A finish event without a msgid on record matches the in-doubt push to its member claimed closest
 # before it, this far back at most; and allows for this much difference between WeChat's clock and ours.
 SETTLE_WINDOW = timedelta(minutes=10)
@@ -69,7 +74,6 @@ class DrainStats:
     unreachable: int = 0
     retried_later: int = 0
     recovered: int = 0  # a dead sender's rows never tried: back to pending, sent by this drain
-    recorded: int = 0  # a dead sender's rows whose outcome it had noted in Redis: written now
     in_doubt: int = 0  # calls left without an answer (a dead sender's, or timed out): not resent
     held: int = 0  # marketing waiting for the end of quiet hours
     reasons: dict[str, int] = field(default_factory=dict)
@@ -118,28 +122,46 @@ def in_quiet_hours(rules: Rules, now: datetime) -> bool:
 
 
 class RateLimiter:
-    """At most ``per_minute`` sends a minute across every process (a Redis counter per minute)."""
+    """At most ``per_minute`` sends a minute across every process (a Redis counter per minute).
 
-    def __init__(self, state: "BotState", per_minute: int):
+    While Redis cannot be reached this process counts its own sends against the same limit (WeChat's
+    own quota answer, 45011, is retried anyway), and asks Redis again a few seconds later.
+    """
+
+    def __init__(self, state: "BotState", per_minute: int, redis_ok: Fallback | None = None):
         self._state, self._per_minute = state, per_minute
+        self._redis_ok = redis_ok or Fallback("the push rate limit")
+        self._local: dict[int, int] = {}
+        self._lock = threading.Lock()
 
-    def acquire(self, notes: "Notes | None" = None) -> None:
-        """Wait for a slot; ``notes`` (outcomes not yet in Redis) go in the same round trip."""
+    def acquire(self, before_waiting: Callable[[], None] | None = None) -> None:
+        """Wait for a slot; ``before_waiting`` runs once if the slot is not free at once."""
         if self._per_minute <= 0:
             return
+        waited = False
         while True:
             now = self._state.clock()
             minute = int(now // 60)
-            key = self._state.keys("ratelimit", minute)
-            pipe = self._state.redis.pipeline(transaction=False)
-            if notes is not None:
-                notes.add_to(pipe)
-            pipe.incr(key)
-            pipe.expire(key, 120)
-            used, _ = pipe.execute()[-2:]
+            used = self._redis_ok.call(lambda: self._count_shared(minute), lambda: self._count_here(minute))
             if used <= self._per_minute:
                 return
+            if before_waiting is not None and not waited:
+                before_waiting()
+            waited = True
             time.sleep(min(1.0, max(0.05, (minute + 1) * 60 - now)))  # re-read the clock at least every second
+
+    def _count_shared(self, minute: int) -> int:
+        key = self._state.keys("ratelimit", minute)
+        pipe = self._state.redis.pipeline(transaction=False)
+        pipe.incr(key)
+        pipe.expire(key, 120)
+        return pipe.execute()[0]
+
+    def _count_here(self, minute: int) -> int:
+        with self._lock:
+            used = self._local.get(minute, 0) + 1
+            self._local = {minute: used}
+            return used
 
 
 def drain(state: "BotState", max_batches: int | None = None) -> DrainStats:
@@ -147,12 +169,13 @@ def drain(state: "BotState", max_batches: int | None = None) -> DrainStats:
     rules = state.rules
     cfg = rules.pushes
     stats = DrainStats()
-    recover_stale_claims(state, stats)
+    redis_ok = Fallback("push delivery")
+    recover_stale_claims(state, stats, redis_ok)
     claim_id = uuid.uuid4().hex[:16]
-    limiter = RateLimiter(state, cfg.rate_limit_per_minute)
+    limiter = RateLimiter(state, cfg.rate_limit_per_minute, redis_ok)
+    calls = CallLog(state, claim_id)
     bulletins: dict[str, tuple[str, str]] = {}
     batches = 0
-    _start_marks(state, claim_id)
     with Heartbeat(state, claim_id, cfg.claim_timeout_seconds), \
             ThreadPoolExecutor(cfg.concurrent_sends, thread_name_prefix="push") as pool:
         while max_batches is None or batches < max_batches:
@@ -165,33 +188,29 @@ def drain(state: "BotState", max_batches: int | None = None) -> DrainStats:
             batches += 1
             with state.db.read() as session:
                 pushes = load_pushes(session, ids, rules, bulletins)
-            recent = _wrote_recently(state, [p.openid for p in pushes]) if cfg.customer_service_window_hours else set()
-            outcomes = _send_batch(state, pool, cfg.concurrent_sends, pushes, recent, limiter, claim_id)
-            with state.db.write() as session:
-                outbox.record_outcomes(session, outcomes, state.now(), claim_id)
-            for outcome in outcomes:
+            recent = _wrote_recently(state, [p.openid for p in pushes], redis_ok) \
+                if cfg.customer_service_window_hours else set()
+            for outcome in _send_batch(pool, cfg.concurrent_sends, pushes, calls,
+                                       lambda push: send_push(state, push, push.openid in recent, limiter, calls)):
                 stats.add(outcome)
-    try:
-        state.redis.delete(_marks_key(state, claim_id))  # every outcome is in the database
-    except redis_lib.RedisError:
-        log.warning("could not drop the push markers of %s; they expire by themselves", claim_id)
     if in_quiet_hours(rules, state.now()):
         with state.db.read() as session:
             stats.held = session.scalar(select(func.count()).select_from(OutboxMessage).where(
                 OutboxMessage.status == "pending", OutboxMessage.marketing.is_(True))) or 0
-    stats.held_elsewhere = held_elsewhere(state, exclude=claim_id)
+    stats.held_elsewhere = held_elsewhere(state, exclude=claim_id, redis_ok=redis_ok)
     return stats
 
 
 def send_now(state: "BotState", ids: list[int]) -> list[outbox.Outcome]:
     """Send these rows now, the moment the transaction that planned them has committed (alerts to staff,
-    notices and replies to members), as the drain would: claimed, marked in Redis around each call, sent by
-    ``send_push``, the outcomes written in one statement. Rows the drain or another sender took first, or
-    that must wait (marketing in quiet hours), are left to the drain. Returns the outcomes of the rows sent."""
+    notices and replies to members), as the drain would: claimed, each call noted in its row before it is
+    made (``CallLog``), sent by ``send_push``. Rows the drain or another sender took first, or that must
+    wait (marketing in quiet hours), are left to the drain. Returns the outcomes of the rows sent."""
     rules, cfg = state.rules, state.rules.pushes
     claim_id = uuid.uuid4().hex[:16]
+    redis_ok = Fallback("push delivery")
+    calls = CallLog(state, claim_id)
     outcomes: list[outbox.Outcome] = []
-    _start_marks(state, claim_id)
     with Heartbeat(state, claim_id, cfg.claim_timeout_seconds):
         now = state.now()
         with state.db.write() as session:
@@ -199,89 +218,137 @@ def send_now(state: "BotState", ids: list[int]) -> list[outbox.Outcome]:
         if claimed:
             with state.db.read() as session:
                 pushes = load_pushes(session, claimed, rules, {})
-            recent = _wrote_recently(state, [p.openid for p in pushes]) if cfg.customer_service_window_hours else set()
-            limiter, notes = RateLimiter(state, cfg.rate_limit_per_minute), Notes(state, claim_id)
+            recent = _wrote_recently(state, [p.openid for p in pushes], redis_ok) \
+                if cfg.customer_service_window_hours else set()
+            limiter = RateLimiter(state, cfg.rate_limit_per_minute, redis_ok)
             try:
-                outcomes = [send_push(state, p, p.openid in recent, limiter, claim_id, notes) for p in pushes]
+                for push in pushes:
+                    outcome = send_push(state, push, push.openid in recent, limiter, calls)
+                    if outcome is not None:
+                        outcomes.append(outcome)
             finally:
-                notes.flush()
-            with state.db.write() as session:
-                outbox.record_outcomes(session, outcomes, state.now(), claim_id)
-    state.redis.delete(_marks_key(state, claim_id))  # every outcome is in the database
+                calls.flush()
     return outcomes
 
 
-def _send_batch(state: "BotState", pool: ThreadPoolExecutor, threads: int, pushes: list[Push], recent: set[str],
-                limiter: RateLimiter, claim_id: str) -> list[outbox.Outcome]:
-    """Send a batch on ``threads`` sender threads, each taking the next push until none is left.
-
-    Each thread notes a call's outcome in Redis with its next round trip (the next call's marker or
-    the rate limiter's), or at once when it has no next push: one round trip per push, and at any
-    moment a thread has at most one call in flight or one outcome on its way to Redis.
+def _send_batch(pool: ThreadPoolExecutor, threads: int, pushes: list[Push], calls: "CallLog",
+                send: Callable[[Push], outbox.Outcome | None]) -> list[outbox.Outcome]:
+    """Send a batch on ``threads`` sender threads, each taking the next push until none is left, then
+    writing its last outcome. A push another sender took over meanwhile (``send`` returns None) is not
+    this batch's.
     """
     queue = collections.deque(pushes)
     results: dict[int, outbox.Outcome] = {}
 
     def sender() -> None:
-        notes = Notes(state, claim_id)
         try:
             while True:
                 try:
                     push = queue.popleft()
                 except IndexError:
                     return
-                results[push.id] = send_push(state, push, push.openid in recent, limiter, claim_id, notes)
+                outcome = send(push)
+                if outcome is not None:
+                    results[push.id] = outcome
         finally:
-            notes.flush()
+            calls.flush()
 
     for future in [pool.submit(sender) for _ in range(min(threads, len(pushes)))]:
         future.result()
-    return [results[push.id] for push in pushes]
+    return [results[push.id] for push in pushes if push.id in results]
 
 
-class Notes:
-    """One sender thread's markers in its claim's Redis hash (``push-marks:<claim>``): field ``<id>:a``
-    is set just before a call (attempt and channel), ``<id>:o`` holds the call's outcome (JSON, with
-    WeChat's msgid) once it returned. A returned call's outcome waits for the thread's next round
-    trip — the next call's marker or the rate limiter's — and is written at once when the thread has
-    no next call: one command per push, and at most one outcome on its way per thread."""
+@dataclass
+class _Write:
+    """What one sender thread needs committed: outcomes of its calls that returned, and the call it starts
+    or the refused call it forgets."""
+
+    outcomes: list[outbox.Outcome]
+    start: tuple[int, str] | None = None  # (push id, channel)
+    forget: int | None = None
+    done: bool = False
+    ours: bool = False  # the started row is still this sender's: it may call
+    error: BaseException | None = None
+
+
+class CallLog:
+    """The calls of one drain's sender threads, written to their outbox rows before and after each call.
+
+    ``start`` commits "about to call WeChat for this row" with the thread's previous outcome (one
+    write per push), ``note`` keeps a returned call's outcome for the thread's next write, ``flush``
+    writes it at once (the thread has no next call, or is about to wait). The threads' writes are
+    committed together (group commit): while one transaction runs, the next one gathers every thread
+    that is waiting, so sixteen threads cost a few transactions, not sixteen.
+    """
 
     def __init__(self, state: "BotState", claim_id: str):
-        self._redis, self.key = state.redis, _marks_key(state, claim_id)
-        self._pending: dict[str, str] = {}
+        self._db, self._now, self.claim_id = state.db, state.now, claim_id
+        self._mine = threading.local()  # each thread's outcomes not written yet
+        self._cond = threading.Condition()
+        self._queue: list[_Write] = []
+        self._writing = False
 
-    def note(self, push_id: int, outcome: outbox.Outcome) -> None:
-        self._pending[f"{push_id}:o"] = json.dumps(outcome.as_marker(), ensure_ascii=False)
+    def _pending(self) -> list[outbox.Outcome]:
+        if not hasattr(self._mine, "outcomes"):
+            self._mine.outcomes = []
+        return self._mine.outcomes
 
-    def add_to(self, pipe) -> None:
-        if self._pending:
-            pipe.hset(self.key, mapping=self._pending)
-            self._pending = {}
+    def note(self, outcome: outbox.Outcome) -> None:
+        self._pending().append(outcome)
 
-    def start_call(self, push_id: int, attempt: int, channel: str) -> None:
-        """Mark a call as started (with the pending outcome, in one command)."""
-        self._redis.hset(self.key, mapping={**self._pending, f"{push_id}:a": f"{attempt}:{channel}"})
-        self._pending = {}
+    def start(self, push_id: int, channel: str) -> bool:
+        """Commit that the call is starting (with this thread's outcomes); False: the row is no longer ours."""
+        return self._commit(_Write(list(self._pending()), start=(push_id, channel))).ours
 
-    def forget_call(self, push_id: int) -> None:
-        """WeChat did not take it: a crash now leaves the row untried, not in doubt."""
-        try:
-            self._redis.hdel(self.key, f"{push_id}:a")
-        except redis_lib.RedisError:
-            pass  # the row would be in doubt after a crash: a gap, never a duplicate
+    def forget(self, push_id: int) -> None:
+        """WeChat did not take the call: a crash now leaves the row untried, not in doubt."""
+        self._commit(_Write(list(self._pending()), forget=push_id))
 
     def flush(self) -> None:
-        if not self._pending:
-            return
-        try:
-            self._redis.hset(self.key, mapping=self._pending)
-            self._pending = {}
-        except redis_lib.RedisError:  # the batch write still records it; only a crash now would leave it in doubt
-            log.warning("could not note a push outcome in Redis")
+        if self._pending():
+            self._commit(_Write(list(self._pending())))
+
+    def _commit(self, write: _Write) -> _Write:
+        with self._cond:
+            self._queue.append(write)
+            while not write.done and self._writing:
+                self._cond.wait()
+            leader = not write.done
+            if leader:
+                batch, self._queue, self._writing = self._queue, [], True
+        if leader:
+            ours: set[int] = set()
+            error: BaseException | None = None
+            try:
+                ours = self._write(batch)
+            except BaseException as exc:  # every thread of the batch learns it; their outcomes stay theirs
+                error = exc
+            with self._cond:
+                for each in batch:
+                    each.done, each.error = True, error
+                    each.ours = each.start is not None and each.start[0] in ours
+                self._writing = False
+                self._cond.notify_all()
+        if write.error is not None:
+            raise write.error
+        self._mine.outcomes = []  # all written (only this thread adds to them)
+        return write
+
+    def _write(self, batch: list[_Write]) -> set[int]:
+        now = self._now()
+        with self._db.write() as session:
+            outbox.record_outcomes(session, [o for w in batch for o in w.outcomes], now, self.claim_id)
+            outbox.forget_calls(session, [w.forget for w in batch if w.forget is not None], self.claim_id)
+            return outbox.start_calls(session, dict(w.start for w in batch if w.start is not None),
+                                      self.claim_id, now)
 
 
 class Heartbeat:
-    """A Redis key that lives while its sender does: a slow sender's claims are not taken from it."""
+    """A Redis key that lives while its sender does: a slow sender's claims are not taken from it.
+
+    Without Redis there is no heartbeat: another drain may then take this sender for dead and
+    recover its rows, which the database keeps safe (``outbox.start_calls``, ``outbox.recover_claims``).
+    """
 
     def __init__(self, state: "BotState", claim_id: str, seconds: int):
         self._redis, self._key, self._ttl_ms = state.redis, state.keys("push-sender", claim_id), seconds * 1000
@@ -289,125 +356,66 @@ class Heartbeat:
         self._thread = threading.Thread(target=self._beat, name="push-heartbeat", daemon=True)
 
     def __enter__(self) -> "Heartbeat":
-        self._redis.set(self._key, "1", px=self._ttl_ms)
+        self._renew()
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self._redis.delete(self._key)
+        try:
+            self._redis.delete(self._key)
+        except redis_lib.RedisError:
+            pass  # it expires by itself
 
     def _beat(self) -> None:
         while not self._stop.wait(self._ttl_ms / 3000):
-            try:
-                self._redis.set(self._key, "1", px=self._ttl_ms)
-            except redis_lib.RedisError:
-                log.warning("could not renew the sender heartbeat")  # the next beat tries again
+            self._renew()
+
+    def _renew(self) -> None:
+        try:
+            self._redis.set(self._key, "1", px=self._ttl_ms)
+        except redis_lib.RedisError:
+            log.warning("could not renew the sender heartbeat")  # the next beat tries again
 
 
-def _alive(state: "BotState", claims: list[str]) -> set[str]:
-    pipe = state.redis.pipeline(transaction=False)
-    for claim_id in claims:
-        pipe.exists(state.keys("push-sender", claim_id))
-    return {claim_id for claim_id, alive in zip(claims, pipe.execute()) if alive}
-
-
-def _marks_key(state: "BotState", claim_id: str) -> str:
-    return state.keys("push-marks", claim_id)
-
-
-def _start_marks(state: "BotState", claim_id: str) -> None:
-    """Create the claim's marker hash with its TTL (the senders then only add fields)."""
-    pipe = state.redis.pipeline(transaction=False)
-    pipe.hset(_marks_key(state, claim_id), "claim", claim_id)
-    pipe.expire(_marks_key(state, claim_id), MARKER_TTL)
-    pipe.execute()
-
-
-def _forget_marks(state: "BotState", rows: list[tuple[int, str]]) -> None:
-    """Drop the markers of rows whose outcome is now in the database (only to keep Redis small: they
-    are per claim, so a marker left behind never misleads a later sender)."""
-    fields: dict[str, list[str]] = {}
-    for push_id, claim_id in rows:
-        fields.setdefault(claim_id, []).extend((f"{push_id}:a", f"{push_id}:o"))
-    try:
+def _alive(state: "BotState", claims: list[str], redis_ok: Fallback) -> set[str]:
+    """The claims whose sender's heartbeat is there; without Redis, all of them (none is taken over now)."""
+    def ask() -> set[str]:
         pipe = state.redis.pipeline(transaction=False)
-        for claim_id, names in fields.items():
-            pipe.hdel(_marks_key(state, claim_id), *names)
-        pipe.execute()
-    except redis_lib.RedisError:
-        log.warning("could not drop %d push markers; they expire by themselves", len(rows))
+        for claim_id in claims:
+            pipe.exists(state.keys("push-sender", claim_id))
+        return {claim_id for claim_id, alive in zip(claims, pipe.execute()) if alive}
+
+    return redis_ok.call(ask, lambda: set(claims))
 
 
-def recover_stale_claims(state: "BotState", stats: DrainStats) -> None:
-    """Rows a dead sender claimed: those whose call returned get its outcome (noted in Redis as the
-    call returned), untried ones go back to pending, the calls that were in flight are 'unknown'.
+def recover_stale_claims(state: "BotState", stats: DrainStats, redis_ok: Fallback | None = None) -> None:
+    """Rows a dead sender claimed: those whose call never started go back to pending, the calls that
+    had started are 'unknown' (in doubt). Decided by the database alone (``outbox.recover_claims``).
 
     A sender is dead when its heartbeat key has expired (no beat for claim_timeout_seconds), not
-    merely because its batch is slow (rate limit, retries): taking rows from a live sender would
-    send them twice.
+    merely because its batch is slow (rate limit, retries): its rows are left to it.
     """
     older_than = state.now() - timedelta(seconds=state.rules.pushes.claim_timeout_seconds)
     with state.db.read() as session:
         claimants = [c for c in outbox.stale_claimants(session, older_than) if c]
-    dead = sorted(set(claimants) - _alive(state, claimants)) if claimants else []
-    previous: list[tuple[int, str]] | None = None
-    while dead:
-        with state.db.write() as session:
-            rows = outbox.stale_claims(session, older_than, dead)
-            if not rows or rows == previous:
-                break
-            previous = rows
-            pipe = state.redis.pipeline(transaction=False)
-            for push_id, claim_id in rows:
-                pipe.hmget(_marks_key(state, claim_id), f"{push_id}:o", f"{push_id}:a")
-            found = pipe.execute()
-            outcomes, untried, doubtful = [], [], {}
-            for (push_id, _), (marker, attempt) in zip(rows, found):
-                outcome = _read_marker(push_id, marker)
-                if outcome is not None:
-                    outcomes.append(outcome)
-                elif attempt or marker:
-                    doubtful.setdefault(_attempt_channel(attempt), []).append(push_id)
-                else:
-                    untried.append(push_id)
-            outbox.record_outcomes(session, outcomes, state.now(), dict(rows))
-            outbox.release(session, untried, "pending")
-            for channel, ids in doubtful.items():
-                outbox.release(session, ids, "unknown", "the sender stopped during the call: maybe delivered, "
-                                                        "not sent again", channel)
-        _forget_marks(state, rows)
-        in_doubt = sum(len(ids) for ids in doubtful.values())
-        stats.recovered += len(untried)
-        stats.recorded += len(outcomes)
-        stats.in_doubt += in_doubt
-        if outcomes:
-            log.info("%d pushes a stopped sender had finished recorded from their Redis markers", len(outcomes))
-        if in_doubt:
-            log.warning("%d pushes in doubt after a sender stopped mid-call; not resent (WeChat's finish event "
-                        "settles template messages)", in_doubt)
-    if dead:  # a dead sender holding no row any more: its markers are all in the database
-        with state.db.read() as session:
-            holding = {h.claim for h in outbox.held_claims(session)}
-        try:
-            for claim_id in set(dead) - holding:
-                state.redis.delete(_marks_key(state, claim_id))
-        except redis_lib.RedisError:
-            log.warning("could not drop a stopped sender's push markers; they expire by themselves")
+    if not claimants:
+        return
+    dead = sorted(set(claimants) - _alive(state, claimants, redis_ok or Fallback("push delivery")))
+    if not dead:
+        return
+    with state.db.write() as session:
+        untried, in_doubt = outbox.recover_claims(session, older_than, dead)
+    stats.recovered += untried
+    stats.in_doubt += in_doubt
+    if in_doubt:
+        log.warning("%d pushes in doubt after a sender stopped mid-call; not resent (WeChat's finish event "
+                    "settles template messages)", in_doubt)
 
 
-def _read_marker(push_id: int, marker: str | None) -> outbox.Outcome | None:
-    if not marker:
-        return None
-    try:
-        return outbox.Outcome.from_marker(push_id, json.loads(marker))
-    except (ValueError, KeyError, TypeError):
-        log.warning("push %s: unreadable outcome marker; taken as in doubt", push_id)
-        return None
-
-
-def held_elsewhere(state: "BotState", exclude: str | None = None) -> list[HeldElsewhere]:
+def held_elsewhere(state: "BotState", exclude: str | None = None,
+                   redis_ok: Fallback | None = None) -> list[HeldElsewhere]:
     """Rows other senders still hold, and from when they are taken back should those senders be dead."""
     timeout = timedelta(seconds=state.rules.pushes.claim_timeout_seconds)
     with state.db.read() as session:
@@ -415,53 +423,53 @@ def held_elsewhere(state: "BotState", exclude: str | None = None) -> list[HeldEl
     if not held:
         return []
     now = state.now()
-    pipe = state.redis.pipeline(transaction=False)
-    for h in held:
-        pipe.pttl(state.keys("push-sender", h.claim))
+
+    def ask() -> list[int | None]:
+        pipe = state.redis.pipeline(transaction=False)
+        for h in held:
+            pipe.pttl(state.keys("push-sender", h.claim))
+        return pipe.execute()
+
     out = []
-    for h, ttl_ms in zip(held, pipe.execute()):
-        beat = ttl_ms is not None and ttl_ms > 0
-        after = max(h.last_claimed + timeout, now + timedelta(milliseconds=ttl_ms) if beat else now)
+    # Without Redis a sender's heartbeat cannot be seen: say it may still be running.
+    for h, ttl_ms in zip(held, (redis_ok or Fallback("push delivery")).call(ask, lambda: [None] * len(held))):
+        beat = ttl_ms is None or ttl_ms > 0
+        after = max(h.last_claimed + timeout, now + timedelta(milliseconds=ttl_ms) if ttl_ms and ttl_ms > 0 else now)
         out.append(HeldElsewhere(h.claim, h.count, h.first_claimed, after, beat))
     return out
 
 
-def _wrote_recently(state: "BotState", openids: list[str]) -> set[str]:
-    """Members who wrote to the account within the customer-service window (see bot/dispatch.py)."""
-    pipe = state.redis.pipeline(transaction=False)
-    for openid in openids:
-        pipe.exists(state.keys("seen", openid))
-    return {openid for openid, seen in zip(openids, pipe.execute()) if seen}
+def _wrote_recently(state: "BotState", openids: list[str], redis_ok: Fallback) -> set[str]:
+    """Members who wrote to the account within the customer-service window (see bot/dispatch.py);
+    without Redis nobody is known to have written, and everyone gets the template."""
+    def ask() -> set[str]:
+        pipe = state.redis.pipeline(transaction=False)
+        for openid in openids:
+            pipe.exists(state.keys("seen", openid))
+        return {openid for openid, seen in zip(openids, pipe.execute()) if seen}
 
-
-def _attempt_channel(marker: str) -> str | None:
-    """The channel an attempt marker names ("<attempt>:<channel>"; older markers hold the attempt only)."""
-    _, _, channel = str(marker).partition(":")
-    return channel or None
+    return redis_ok.call(ask, set)
 
 
 def send_push(state: "BotState", push: Push, customer_service: bool, limiter: RateLimiter,
-              claim_id: str = "-", notes: Notes | None = None) -> outbox.Outcome:
+              calls: CallLog) -> outbox.Outcome | None:
     """Send one push; the outcome says sent (with WeChat's msgid), failed, unreachable, or in doubt, and why.
+    None: the row is no longer this sender's (another drain took this sender for dead): not sent.
 
     Retried (``max_attempts``, doubling backoff) only on answers that prove WeChat did not take the
     message: errcodes -1, 45009, 45011, HTTP 5xx, a connection that was never made. A call whose
     answer never came (timeout, connection lost mid-call) is in doubt: not retried, since a duplicate
-    is worse than a gap; WeChat's finish event settles it. The outcome is noted in Redis as soon as
-    the call returns (``notes``: with this thread's next round trip), so a crash before the batch is
-    written leaves in doubt only the calls in flight.
+    is worse than a gap; WeChat's finish event settles it. Each call is noted in the row before it is
+    made and its outcome written with the thread's next write (``calls``), so a crash leaves in doubt
+    only the calls in flight and never sends a row twice.
     """
     cfg = state.rules.pushes
     client = state.wechat
     channel = "custom" if customer_service else "template"
-    own_notes = notes is None
-    notes = Notes(state, claim_id) if notes is None else notes
 
     def done(status: str, reason: str | None, tries: int, msgid: str | None = None) -> outbox.Outcome:
         outcome = outbox.Outcome(push.id, status, reason, channel, tries, msgid, state.now())
-        notes.note(push.id, outcome)
-        if own_notes:
-            notes.flush()
+        calls.note(outcome)
         if status == "sent":
             _log_push(state, push, channel, msgid)
         return outcome
@@ -470,14 +478,17 @@ def send_push(state: "BotState", push: Push, customer_service: bool, limiter: Ra
     attempt = 0
     while attempt < cfg.max_attempts:
         attempt += 1
-        limiter.acquire(notes)
+        limiter.acquire(before_waiting=calls.flush)  # an outcome does not wait a minute for its write
         try:
             client.tokens.current()  # fetched (if need be) before the call: no message goes with it
-        except (requests.RequestException, TimeoutError, WeChatClientException) as exc:
+        except (requests.RequestException, TimeoutError, WeChatClientException, redis_lib.RedisError) as exc:
             reason = f"access_token: {_describe(exc)}"
-            notes.flush()
+            calls.flush()
         else:
-            notes.start_call(push.id, attempt, channel)  # with the previous call's outcome, if any
+            if not calls.start(push.id, channel):  # with the previous call's outcome, if any
+                log.warning("push %s was taken over by another sender (this one was taken for dead); not sent "
+                            "here", push.id)
+                return None
             try:
                 if channel == "custom":
                     result = client.send_text(push.openid, push.text)
@@ -489,7 +500,7 @@ def send_push(state: "BotState", push: Push, customer_service: bool, limiter: Ra
                     return done("unreachable", reason, attempt)
                 if channel == "custom" and code in WINDOW_CLOSED:
                     channel, attempt = "template", attempt - 1  # refused, so not an attempt: the template goes now
-                    notes.forget_call(push.id)
+                    calls.forget(push.id)
                     continue
                 if not (code in RETRYABLE or (code is None and (_http_status(exc) or 500) >= 500)):
                     return done("failed", reason, attempt)
@@ -504,7 +515,7 @@ def send_push(state: "BotState", push: Push, customer_service: bool, limiter: Ra
                 msgid = result.get("msgid")
                 return done("sent", None, attempt, str(msgid) if msgid is not None else None)
             # WeChat did not take it: a crash while backing off leaves the row untried, not in doubt.
-            notes.forget_call(push.id)
+            calls.forget(push.id)
         if attempt < cfg.max_attempts:
             time.sleep(cfg.backoff_seconds * 2 ** (attempt - 1))
     return done("failed", f"{reason} after {cfg.max_attempts}{EXHAUSTED}", cfg.max_attempts)
@@ -566,9 +577,8 @@ def settle_finish_event(state: "BotState", msgid: str | None, openid: str, statu
     """WeChat's TEMPLATESENDJOBFINISH: mark the push it reports delivered, or failed with its status.
 
     Found by msgid; when no push carries it (the sender died or timed out during the call, so the
-    msgid never reached us), the push to that openid in doubt or still being sent, claimed closest
-    before the event (within ``SETTLE_WINDOW``). A push still held by a live sender whose call has
-    returned is matched only if its noted msgid is this one. Idempotent: a repeated event changes nothing.
+    msgid never reached us), the push to that openid in doubt or with its call under way, claimed
+    closest before the event (within ``SETTLE_WINDOW``). Idempotent: a repeated event changes nothing.
     """
     delivered = (status or "").strip().lower() == "success"
     reason = None if delivered else (status or "failed")
@@ -577,8 +587,7 @@ def settle_finish_event(state: "BotState", msgid: str | None, openid: str, statu
         row, by = (outbox.by_msgid(session, msgid), "msgid") if msgid else (None, "msgid")
         if row is None:
             by = "openid and time"
-            row = _closest_in_doubt(state, outbox.settle_candidates(
-                session, openid, at - SETTLE_WINDOW, at + CLOCK_SKEW), msgid)
+            row = next(iter(outbox.settle_candidates(session, openid, at - SETTLE_WINDOW, at + CLOCK_SKEW)), None)
         if row is None:
             log.info("finish event for msgid %s to %s (%s): no push of ours matches", msgid, mask_openid(openid),
                      status)
@@ -591,31 +600,6 @@ def settle_finish_event(state: "BotState", msgid: str | None, openid: str, statu
         log.info("push %s %s by WeChat's finish event (matched by %s)%s", row.id, new_status, by,
                  f": {reason}" if reason else "")
     return Settled(row.id, new_status, by, changed)
-
-
-def _closest_in_doubt(state: "BotState", candidates: list[outbox.Candidate],
-                      msgid: str | None) -> outbox.Candidate | None:
-    """The first candidate that can be the reported push: in doubt, or still 'sending' with no
-    outcome noted yet (in flight, or its sender died mid-call), or with this very msgid noted."""
-    pending = [c for c in candidates if c.status == "sending" and c.claim]
-    markers: dict[int, Any] = {}
-    if pending:
-        try:
-            pipe = state.redis.pipeline(transaction=False)
-            for c in pending:
-                pipe.hget(_marks_key(state, c.claim), f"{c.id}:o")
-            markers = {c.id: m for c, m in zip(pending, pipe.execute())}
-        except redis_lib.RedisError:
-            markers = {}
-    for candidate in candidates:
-        noted = _read_marker(candidate.id, markers.get(candidate.id))
-        if noted is not None:
-            if noted.status == "sent" and not (noted.msgid is not None and noted.msgid == str(msgid)):
-                continue  # its call returned with another msgid: not this one
-            if noted.status in ("failed", "unreachable"):
-                continue  # WeChat refused it: nothing to report
-        return candidate
-    return None
 
 
 # --------------------------------------------------------------------------- rendering

@@ -130,10 +130,10 @@ def drain_outbox() -> None:
         return
     try:
         stats = drain(runner.state)
-        if stats.sent or stats.failed or stats.recovered or stats.recorded or stats.in_doubt:
-            log.info("drain: sent %d, failed %d, unreachable %d, in doubt %d; a stopped sender's: %d recorded, "
+        if stats.sent or stats.failed or stats.recovered or stats.in_doubt:
+            log.info("drain: sent %d, failed %d, unreachable %d, in doubt %d; a stopped sender's never tried: "
                      "%d back to pending", stats.sent, stats.failed, stats.unreachable, stats.in_doubt,
-                     stats.recorded, stats.recovered)
+                     stats.recovered)
         for held in stats.held_elsewhere:
             if not held.heartbeat:
                 log.info("drain: %d pushes held by a sender that stopped; recovered from %s", held.count,

@@ -220,6 +220,8 @@ class OutboxMessage(Base):
     status: pending → sending (claimed by a sender) → sent | failed | unreachable | unknown;
     or skipped (with the reason) when planned. ``unknown`` (in doubt): the sender died during
     the call, or the call timed out, so the message may have arrived; it is not sent again.
+    ``call_started_at`` is committed before each call to WeChat and cleared when WeChat's answer
+    proves it did not take the message: a claimed row without it was never handed to WeChat.
     WeChat's TEMPLATESENDJOBFINISH event then settles sent and unknown rows: ``delivered``, or
     ``failed`` with WeChat's status as the reason, at ``settled_at``.
     """
@@ -250,6 +252,7 @@ class OutboxMessage(Base):
     claim: Mapped[str | None] = mapped_column(String(32))
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     channel: Mapped[str | None] = mapped_column(String(8))  # template | custom
+    call_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # a call that may have reached WeChat
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # when WeChat accepted the call
     msgid: Mapped[str | None] = mapped_column(String(32))  # what the send call returned (template messages)

@@ -2,7 +2,8 @@
 
 Jobs plan an audience with one INSERT ... SELECT that ignores rows already there, so a
 rerun, a crash or a second scheduler never plans anyone twice. Senders claim pending rows
-('sending'), send, and mark them. Members who may not get marketing are planned as
+('sending'), note each call in its row before making it (``start_calls``), and mark them
+with the outcome. Members who may not get marketing are planned as
 'skipped' with the reason, so `push status` can say why. WeChat's TEMPLATESENDJOBFINISH
 event settles a sent or in-doubt row: 'delivered', or 'failed' with WeChat's status.
 """
@@ -215,6 +216,12 @@ def sample_audience(session: Session, audience: Audience, count: int = 3) -> lis
 # --------------------------------------------------------------------------- sending
 
 
+def _skip_locked(session: Session, query: Select) -> Select:
+    """``query`` taking row locks and passing over rows another transaction holds (PostgreSQL); SQLite's
+    write lock already serialises the writers."""
+    return query.with_for_update(skip_locked=True) if session.get_bind().dialect.name == "postgresql" else query
+
+
 def claim(session: Session, limit: int, claim_id: str, marketing_allowed: bool, now: datetime,
           only: Sequence[int] | None = None) -> list[int]:
     """Mark up to ``limit`` pending rows (of ``only``, if given) as this sender's; no two senders get the same row."""
@@ -223,18 +230,62 @@ def claim(session: Session, limit: int, claim_id: str, marketing_allowed: bool, 
         query = query.where(OutboxMessage.id.in_(list(only)))
     if not marketing_allowed:
         query = query.where(OutboxMessage.marketing.is_(false()))
-    query = query.order_by(OutboxMessage.id).limit(limit)
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)  # SQLite: the write lock serialises claims
-    ids = list(session.scalars(query))
+    ids = list(session.scalars(_skip_locked(session, query.order_by(OutboxMessage.id).limit(limit))))
     if ids:
         session.execute(
             update(OutboxMessage)
             .where(OutboxMessage.id.in_(ids), OutboxMessage.status == "pending")
-            .values(status="sending", claim=claim_id, claimed_at=now)
+            .values(status="sending", claim=claim_id, claimed_at=now, call_started_at=None)
             .execution_options(synchronize_session=False)
         )
     return ids
+
+
+_outbox = OutboxMessage.__table__
+# Built once: a sender writes these for every push, and building the statement costs more than running it.
+_START_CALLS = (
+    update(_outbox)
+    .where(_outbox.c.id.in_(bindparam("ids", expanding=True)), _outbox.c.claim == bindparam("claim_id"),
+           _outbox.c.status == "sending")
+    .values(call_started_at=bindparam("started"), channel=bindparam("call_channel"))
+    .returning(_outbox.c.id)
+)
+_FORGET_CALLS = (
+    update(_outbox)
+    .where(_outbox.c.id.in_(bindparam("ids", expanding=True)), _outbox.c.claim == bindparam("claim_id"),
+           _outbox.c.status == "sending")
+    .values(call_started_at=None)
+)
+_settled = _outbox.c.settled_at.is_not(None)
+_RECORD_OUTCOME = (
+    update(_outbox)
+    .where(_outbox.c.id == bindparam("row_id"), _outbox.c.claim == bindparam("row_claim"))
+    .values(status=case((_settled, _outbox.c.status), else_=bindparam("new_status", type_=SqlString)),
+            reason=case((_settled, _outbox.c.reason), else_=bindparam("new_reason", type_=SqlString)),
+            channel=bindparam("new_channel"),
+            msgid=func.coalesce(_outbox.c.msgid, bindparam("new_msgid", type_=SqlString)),
+            attempts=_outbox.c.attempts + bindparam("tries"), sent_at=bindparam("when"), claim=None)
+)
+
+
+def start_calls(session: Session, calls: Mapping[int, str], claim_id: str, now: datetime) -> set[int]:
+    """Note that WeChat is about to be called for these rows (id -> channel); returns those still
+    this sender's, the only ones it may call. Committed before the calls: from then on a crash
+    leaves the row in doubt, never pending. A row recovered meanwhile (its sender taken for dead)
+    is not noted, so it is never called by two senders."""
+    by_channel: dict[str, list[int]] = {}
+    for push_id, channel in calls.items():
+        by_channel.setdefault(channel, []).append(push_id)
+    connection = session.connection()
+    return {push_id for channel, ids in by_channel.items() for push_id in connection.execute(
+        _START_CALLS, {"ids": ids, "claim_id": claim_id, "started": now, "call_channel": channel}).scalars()}
+
+
+def forget_calls(session: Session, ids: Sequence[int], claim_id: str) -> None:
+    """WeChat's answer proved it did not take these calls (busy, over quota, 5xx, window closed): the
+    rows are untried again, so a crash now sends them later instead of leaving them in doubt."""
+    if ids:
+        session.connection().execute(_FORGET_CALLS, {"ids": list(ids), "claim_id": claim_id})
 
 
 def stale_claimants(session: Session, older_than: datetime) -> list[str]:
@@ -245,15 +296,36 @@ def stale_claimants(session: Session, older_than: datetime) -> list[str]:
     ))
 
 
-def stale_claims(session: Session, older_than: datetime, claims: Sequence[str],
-                 limit: int = 1000) -> list[tuple[int, str]]:
-    """Rows claimed before ``older_than`` by the given (dead) senders, as (id, claim)."""
-    return [tuple(row) for row in session.execute(
-        select(OutboxMessage.id, OutboxMessage.claim)
-        .where(OutboxMessage.status == "sending", OutboxMessage.claimed_at < older_than,
-               OutboxMessage.claim.in_(claims))
-        .order_by(OutboxMessage.id).limit(limit)
-    )]
+IN_DOUBT_AFTER_STOP = "the sender stopped during the call: maybe delivered, not sent again"
+
+
+def recover_claims(session: Session, older_than: datetime, claims: Sequence[str]) -> tuple[int, int]:
+    """The rows that (dead) senders claimed before ``older_than`` and still hold: those never handed to
+    WeChat go back to pending, those whose call had started become 'unknown' (in doubt: the message
+    may have arrived). Returns (back to pending, in doubt).
+
+    Only the database decides, so losing Redis loses nothing here. An in-doubt row keeps its claim:
+    should its sender still be alive after all, the outcome it writes when the call returns counts.
+    """
+    held = and_(OutboxMessage.status == "sending", OutboxMessage.claimed_at < older_than,
+                OutboxMessage.claim.in_(list(claims)))
+    # Rows a sender is writing just now are left for the next drain: it is alive, and waiting for its
+    # locks while it waits for ours could deadlock.
+    ids = list(session.scalars(_skip_locked(session, select(OutboxMessage.id).where(held))))
+    if not ids:
+        return 0, 0
+    held = and_(held, OutboxMessage.id.in_(ids))
+    untried = session.execute(
+        update(OutboxMessage).where(held, OutboxMessage.call_started_at.is_(None))
+        .values(status="pending", reason=None, claim=None)
+        .execution_options(synchronize_session=False)
+    ).rowcount or 0
+    in_doubt = session.execute(
+        update(OutboxMessage).where(held, OutboxMessage.call_started_at.is_not(None))
+        .values(status="unknown", reason=IN_DOUBT_AFTER_STOP)
+        .execution_options(synchronize_session=False)
+    ).rowcount or 0
+    return untried, in_doubt
 
 
 @dataclass(frozen=True)
@@ -277,19 +349,6 @@ def held_claims(session: Session) -> list[HeldClaim]:
     return [HeldClaim(*row) for row in rows if row[0]]
 
 
-def release(session: Session, ids: Sequence[int], status: str, reason: str | None = None,
-            channel: str | None = None) -> None:
-    if ids:
-        values = {"status": status, "reason": reason, "claim": None}
-        if channel is not None:
-            values["channel"] = channel
-        session.execute(
-            update(OutboxMessage).where(OutboxMessage.id.in_(ids), OutboxMessage.status == "sending")
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
-
-
 @dataclass(frozen=True)
 class Outcome:
     id: int
@@ -300,39 +359,21 @@ class Outcome:
     msgid: str | None = None  # what WeChat's answer carried (template messages)
     at: datetime | None = None  # when the call returned
 
-    def as_marker(self) -> dict:
-        """The outcome as a small JSON-able dict (the per-push Redis marker)."""
-        return {"s": self.status, "r": self.reason, "c": self.channel, "n": self.attempts, "m": self.msgid,
-                "t": self.at.isoformat() if self.at else None}
 
-    @classmethod
-    def from_marker(cls, push_id: int, marker: dict) -> "Outcome":
-        at = marker.get("t")
-        return cls(push_id, marker["s"], marker.get("r"), marker.get("c"), int(marker.get("n") or 1),
-                   marker.get("m"), datetime.fromisoformat(at) if at else None)
-
-
-def record_outcomes(session: Session, outcomes: Sequence[Outcome], now: datetime,
-                    claims: str | Mapping[int, str]) -> None:
+def record_outcomes(session: Session, outcomes: Sequence[Outcome], now: datetime, claim_id: str) -> None:
     """Write what happened to each claimed row; members WeChat refused are marked unreachable.
 
-    ``claims``: the sender's claim id (or each row's): a row only takes the outcome of the
-    sender that holds it. A row WeChat's finish event settled meanwhile keeps that status.
+    A row only takes the outcome of the sender that holds it (``claim_id``; it keeps holding a row
+    it was taken for dead over, once its call had started). A row WeChat's finish event settled
+    meanwhile keeps that status.
     """
-    table = OutboxMessage.__table__
     if not outcomes:
         return
-    settled = table.c.settled_at.is_not(None)
     session.connection().execute(  # one executemany for the whole batch
-        update(table).where(table.c.id == bindparam("row_id"), table.c.claim == bindparam("row_claim")).values(
-            status=case((settled, table.c.status), else_=bindparam("new_status", type_=SqlString)),
-            reason=case((settled, table.c.reason), else_=bindparam("new_reason", type_=SqlString)),
-            channel=bindparam("new_channel"),
-            msgid=func.coalesce(table.c.msgid, bindparam("new_msgid", type_=SqlString)),
-            attempts=table.c.attempts + bindparam("tries"), sent_at=bindparam("when"), claim=None),
-        [{"row_id": o.id, "row_claim": claims if isinstance(claims, str) else claims[o.id],
-          "new_status": o.status, "new_reason": o.reason, "new_channel": o.channel, "new_msgid": o.msgid,
-          "tries": o.attempts, "when": (o.at or now) if o.status == "sent" else None} for o in outcomes],
+        _RECORD_OUTCOME,
+        [{"row_id": o.id, "row_claim": claim_id, "new_status": o.status, "new_reason": o.reason,
+          "new_channel": o.channel, "new_msgid": o.msgid, "tries": o.attempts,
+          "when": (o.at or now) if o.status == "sent" else None} for o in outcomes],
     )
     refused: dict[str | None, list[int]] = {}
     for o in outcomes:
@@ -372,11 +413,14 @@ def by_msgid(session: Session, msgid: str) -> Candidate | None:
 
 def settle_candidates(session: Session, openid: str, earliest: datetime, latest: datetime) -> list[Candidate]:
     """Template pushes to ``openid`` that may be the one a finish event reports though no msgid was
-    recorded (the sender died or timed out during the call): in doubt or still 'sending', claimed
-    between ``earliest`` and ``latest``, the latest claim first (the closest before the event)."""
+    recorded (the sender died or timed out during the call): in doubt, or 'sending' with the call
+    started, claimed between ``earliest`` and ``latest``, the latest claim first (the closest before
+    the event)."""
     rows = session.execute(
         select(OutboxMessage.id, OutboxMessage.status, OutboxMessage.claim, OutboxMessage.msgid, false())
-        .where(OutboxMessage.status.in_(("unknown", "sending")), OutboxMessage.openid == openid,
+        .where(or_(OutboxMessage.status == "unknown",
+                   and_(OutboxMessage.status == "sending", OutboxMessage.call_started_at.is_not(None))),
+               OutboxMessage.openid == openid,
                OutboxMessage.msgid.is_(None), OutboxMessage.settled_at.is_(None),
                or_(OutboxMessage.channel.is_(None), OutboxMessage.channel == "template"),
                OutboxMessage.claimed_at >= earliest, OutboxMessage.claimed_at <= latest)

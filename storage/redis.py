@@ -6,12 +6,17 @@ so the whole layout is visible here. ``Keys`` refuses a kind that is not in the 
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # kind -> what it holds and for how long (the TTL's source in config.yaml, or a fixed span)
 KINDS: dict[str, str] = {
@@ -26,8 +31,6 @@ KINDS: dict[str, str] = {
     "running": "a job is running for a day, by which scheduler; 1 hour",
     "ratelimit": "pushes sent in one minute, all processes; 2 minutes",
     "push-sender": "a push sender is alive (heartbeat); pushes.claim_timeout_seconds",
-    "push-marks": "a push sender's markers, one hash per claim: <id>:a a call has started (attempt, channel), "
-                  "<id>:o it returned (outcome, msgid); 7 days, dropped once the outcomes are in the database",
     "giftpage": "the page of the gift list a member saw last (for 更多); dialog.ttl_seconds",
     "wechat": "the shared access_token (WeChat's expiry less 5 minutes) and its fetch lock (15 s)",
 }
@@ -51,6 +54,31 @@ class Keys:
 def delete_if_same(client: redis.Redis, key: str, value: str) -> bool:
     """Delete ``key`` if it still holds ``value`` (atomically); True if it did."""
     return bool(client.eval(DELETE_IF_SAME, 1, key, value))
+
+
+class Fallback:
+    """Redis calls that have a local stand-in: after a Redis error (down, restarted, stalled) the
+    stand-in answers for ``pause_seconds`` without asking Redis, so a hung Redis costs one timeout
+    every few seconds instead of one per call. One per use, shared by the threads that make it."""
+
+    def __init__(self, what: str, pause_seconds: float = 5.0):
+        self._what, self._pause = what, pause_seconds
+        self._until = 0.0
+        self._lock = threading.Lock()
+
+    def call(self, redis_call: Callable[[], T], fallback: Callable[[], T]) -> T:
+        if time.monotonic() < self._until:
+            return fallback()
+        try:
+            return redis_call()
+        except redis.RedisError as exc:
+            with self._lock:
+                first = time.monotonic() >= self._until
+                self._until = time.monotonic() + self._pause
+            if first:
+                log.warning("Redis unavailable for %s (%s): going on without it for %.0f s", self._what,
+                            type(exc).__name__, self._pause)
+            return fallback()
 
 
 def connect(url: str | None, *, reply_path: bool = False) -> redis.Redis:

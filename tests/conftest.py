@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -365,3 +366,64 @@ def rules_with(base_rules: Rules):
 
     return build
 
+
+
+class OwnRedis:
+    """A redis-server of a test's own, without persistence, which the test may stop, restart (its data
+    gone, on the same port) or pause with SIGSTOP (it accepts connections and answers nothing)."""
+
+    def __init__(self, binary: str, folder: Path):
+        self.binary, self.folder, self.port = binary, folder, free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port)
+        for _ in range(250):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.02)
+        client.close()
+
+    def stop(self) -> None:
+        import signal
+
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def restart(self, down_seconds: float = 0.5) -> None:
+        """Kill it and start an empty one on the same port after ``down_seconds``."""
+        self.stop()
+        time.sleep(down_seconds)
+        self.start()
+
+    def pause(self) -> None:
+        import signal
+
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        import signal
+
+        self.process.send_signal(signal.SIGCONT)
+
+
+@pytest.fixture
+def own_redis(tmp_path) -> OwnRedis:
+    """A redis-server of this test's own (``OwnRedis``)."""
+    import shutil
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (scripts/test installs it)")
+    server = OwnRedis(binary, tmp_path)
+    server.start()
+    yield server
+    server.stop()

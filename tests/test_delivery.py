@@ -42,6 +42,21 @@ def test_a_fetcher_past_its_lock_expiry_leaves_the_new_holders_lock(redis_client
     assert redis_client.get("t:lock") == "someone-else"
 
 
+def test_without_redis_a_store_keeps_going_with_a_token_of_its_own(own_redis) -> None:
+    from storage.redis import connect
+
+    tokens = iter(["T1", "T2", "T3"])
+    fetch = lambda: {"access_token": next(tokens), "expires_in": 7200}  # noqa: E731
+    store = TokenStore(connect(own_redis.url), "t:token", "t:lock", fetch)  # connected as production is
+    assert store.current() == "T1"
+    own_redis.stop()
+    # WeChat called T1 invalid while Redis is down: it cannot be dropped there, and a fresh one is fetched.
+    assert store.drop_if_same("T1") is False
+    assert store.current(fresh=True) == "T2"
+    assert store.current() == "T2"
+    assert TokenStore(connect(own_redis.url), "t:token", "t:lock", fetch).current() == "T3"  # none yet: its own
+
+
 @pytest.fixture
 def database_url(db_url) -> str:
     return db_url  # on SQLite and on PostgreSQL

@@ -4,7 +4,6 @@ embedded default sending to the API stand-in inside the bot."""
 from __future__ import annotations
 
 import collections
-import json
 import logging
 import os
 import signal
@@ -16,11 +15,11 @@ from datetime import date, datetime, timedelta
 
 import pytest
 import requests
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from bot.dev.fake_wechat import finish_event_xml
 from scheduler import jobs
-from scheduler.delivery import DrainStats, drain, recover_stale_claims
+from scheduler.delivery import CallLog, DrainStats, drain, recover_stale_claims
 from storage import outbox
 from storage.models import Member, OutboxMessage
 from tests.conftest import ROOT, TOKEN, free_port
@@ -101,7 +100,13 @@ def test_a_sender_killed_mid_fan_out_leaves_only_its_calls_in_flight_in_doubt(
     sender.wait()
     log = (tmp_path / "sender.log").read_text(errors="replace")
     assert len(fake_wechat.sent()) == 80 + concurrent, log  # 80 answered, one call hanging in each sender thread
-    assert statuses(db)["sent"] == 50  # only the first batch was written to the database
+    # Each answer went to the database with its thread's next call, so all 80 are there; the calls hanging
+    # were noted in their rows before they were made.
+    assert statuses(db) == {"sent": 80, "sending": 50 - 30, "pending": 100}
+    with db.read() as session:
+        started = session.scalar(select(func.count()).where(OutboxMessage.status == "sending",
+                                                            OutboxMessage.call_started_at.is_not(None)))
+    assert started == concurrent
 
     fake_wechat.http.post(fake_wechat.url + "/_reset_failures")
     time.sleep(rules.pushes.claim_timeout_seconds + 0.1)  # the dead sender's claims go stale
@@ -109,9 +114,8 @@ def test_a_sender_killed_mid_fan_out_leaves_only_its_calls_in_flight_in_doubt(
     _, planned, stats = jobs.run_job(state, "birthday", DAY)
     assert planned == 0
     assert per_recipient(fake_wechat.sent()) == {m.openid: 1 for m in people}  # everyone exactly once
-    # The 30 calls of the second batch that returned are recorded from their markers, not left in doubt;
-    # only the calls in flight are.
-    assert (stats.recorded, stats.in_doubt, stats.recovered) == (30, concurrent, 50 - 30 - concurrent)
+    # Only the calls in flight are in doubt; the second batch's rows never tried are sent now.
+    assert (stats.in_doubt, stats.recovered) == (concurrent, 50 - 30 - concurrent)
     assert statuses(db) == {"sent": 200 - concurrent, "unknown": concurrent}
     assert all(row.msgid for row in rows(db).values() if row.status == "sent")
 
@@ -127,7 +131,7 @@ def per_recipient(sent: list[dict]) -> collections.Counter:
     return collections.Counter(message["touser"] for message in sent)
 
 
-def test_a_dead_senders_returned_calls_get_their_outcome_and_only_calls_in_flight_are_in_doubt(state, db):
+def test_a_dead_senders_rows_are_judged_by_the_database_alone_whatever_redis_lost(state, db):
     people = members(db, 4)
     jobs.run_job(state, "birthday", DAY, drain=False)
     claimed_at = state.now() - timedelta(minutes=10)
@@ -135,20 +139,17 @@ def test_a_dead_senders_returned_calls_get_their_outcome_and_only_calls_in_fligh
         ids = outbox.claim(session, 10, "deadbeef", True, claimed_at)
     by_openid = {m.openid: i for m, i in zip(people, ids)}
     sent, refused, in_flight, untried = (by_openid[m.openid] for m in people)
-    marks = state.keys("push-marks", "deadbeef")  # what the sender noted in Redis before it was killed
-    state.redis.hset(marks, mapping={
-        f"{sent}:a": "1:template",
-        f"{sent}:o": json.dumps({"s": "sent", "r": None, "c": "template", "n": 1, "m": "777",
-                                 "t": claimed_at.isoformat()}),
-        f"{refused}:a": "1:template",
-        f"{refused}:o": json.dumps({"s": "unreachable", "r": "43004 require subscribe", "c": "template", "n": 1,
-                                    "m": None, "t": None}),
-        f"{in_flight}:a": "2:custom",  # called, no answer yet
-    })
+    calls = CallLog(state, "deadbeef")  # what the sender wrote before it was killed
+    assert calls.start(sent, "template")
+    calls.note(outbox.Outcome(sent, "sent", None, "template", 1, "777", claimed_at))
+    assert calls.start(refused, "template")  # with the outcome before it
+    calls.note(outbox.Outcome(refused, "unreachable", "43004 require subscribe", "template", 1))
+    assert calls.start(in_flight, "custom")  # called, no answer yet
+    state.redis.flushdb()  # Redis restarted with its data gone: nothing of the sender's is left there
 
     stats = DrainStats()
     recover_stale_claims(state, stats)  # no heartbeat for "deadbeef": its sender is dead
-    assert (stats.recorded, stats.in_doubt, stats.recovered) == (2, 1, 1)
+    assert (stats.in_doubt, stats.recovered) == (1, 1)
     with db.read() as session:
         got = {row.id: row for row in session.scalars(select(OutboxMessage))}
         assert session.get(Member, people[1].id).unreachable is True
@@ -156,7 +157,14 @@ def test_a_dead_senders_returned_calls_get_their_outcome_and_only_calls_in_fligh
     assert (got[refused].status, got[refused].reason) == ("unreachable", "43004 require subscribe")
     assert (got[in_flight].status, got[in_flight].channel) == ("unknown", "custom")
     assert got[untried].status == "pending" and got[untried].claim is None
-    assert not state.redis.hkeys(marks)  # folded into the database: markers dropped
+
+    # Had that sender been alive after all: it may not call the row given back, and the answer of its
+    # call in flight still counts.
+    assert not calls.start(untried, "template")
+    calls.note(outbox.Outcome(in_flight, "sent", None, "custom", 1, None, state.now()))
+    calls.flush()
+    assert rows(db)[people[2].openid].status == "sent"
+    assert rows(db)[people[3].openid].status == "pending"
 
 
 # --------------------------------------------------------------------------- timeouts and refused connections
@@ -191,19 +199,20 @@ def test_a_refused_connection_proves_nothing_was_sent_and_is_retried(state, db, 
     state.settings = dataclasses.replace(state.settings, wechat_api_base=f"http://127.0.0.1:{free_port()}/cgi-bin/")
     state._wechat = None
     state.redis.set(state.keys("wechat", "token"), "T-shared", ex=600)  # a token in hand: the send meets the port
+    with db.write() as session:
+        [row_id] = outbox.claim(session, 10, "c1", True, state.now())
     with db.read() as session:
-        [push] = load_pushes(session, [rows(db)[member.openid].id], state.rules, {})
-    outcome = send_push(state, push, False, RateLimiter(state, 0), "c1")
+        [push] = load_pushes(session, [row_id], state.rules, {})
+    calls = CallLog(state, "c1")
+    outcome = send_push(state, push, False, RateLimiter(state, 0), calls)
     assert (outcome.status, outcome.attempts) == ("failed", 4)
     assert outcome.reason == "NewConnectionError before sending after 4 attempts"
-    # No call is marked as started: a crash meanwhile would have left the row untried, not in doubt.
-    assert set(state.redis.hgetall(state.keys("push-marks", "c1"))) == {f"{push.id}:o"}
-    state.redis.delete(state.keys("push-marks", "c1"))
-
-    stats = drain(state)
+    # No call is left marked as started: a crash meanwhile would have left the row untried, not in doubt.
     row = rows(db)[member.openid]
-    assert stats.failed == 1 and (row.status, row.attempts) == ("failed", 4)
-    assert not state.redis.keys("test:push-marks:*")  # all in the database: the sender's markers are dropped
+    assert (row.status, row.call_started_at) == ("sending", None)
+    calls.flush()  # the thread's last outcome
+    row = rows(db)[member.openid]
+    assert (row.status, row.attempts, row.claim) == ("failed", 4, None)
 
 
 def test_busy_answers_then_success_record_the_msgid(state, db, fake_wechat):
@@ -286,27 +295,33 @@ def test_two_reports_for_one_member_in_the_same_second_both_settle(state, db, we
         assert session.get(OutboxMessage, second.id).reason == "failed: system failed"
 
 
-def test_a_report_on_a_push_still_being_sent_survives_the_senders_batch_write(state, db, wechat):
+def test_a_report_on_a_push_still_being_sent_survives_the_senders_write(state, db, wechat):
     [member] = members(db, 1)
     jobs.run_job(state, "birthday", DAY, drain=False)
     with db.write() as session:
         [row_id] = outbox.claim(session, 10, "live", True, state.now())
+    calls = CallLog(state, "live")
+    assert calls.start(row_id, "template")
     _event(wechat, member.openid, 4242, "success", state.now())  # the call is in flight: matched by member
-    with db.write() as session:  # the sender's call returns and its batch is written afterwards
-        outbox.record_outcomes(session, [outbox.Outcome(row_id, "sent", None, "template", 1, "4242")],
-                               state.now(), "live")
+    calls.note(outbox.Outcome(row_id, "sent", None, "template", 1, "4242"))  # the call returns afterwards
+    calls.flush()
     row = rows(db)[member.openid]
     assert (row.status, row.msgid, row.attempts, row.claim) == ("delivered", "4242", 1, None)
 
 
-def test_a_live_senders_returned_call_is_matched_only_by_its_own_msgid(state, db, wechat):
+def test_a_report_matches_only_a_call_that_started_and_a_returned_call_only_by_its_msgid(state, db, wechat):
     [member] = members(db, 1)
     jobs.run_job(state, "birthday", DAY, drain=False)
     with db.write() as session:
         [row_id] = outbox.claim(session, 10, "live", True, state.now())
-    state.redis.hset(state.keys("push-marks", "live"), f"{row_id}:o", json.dumps({"s": "sent", "m": "10"}))
-    _event(wechat, member.openid, 11, "success", state.now())  # another push's report
+    _event(wechat, member.openid, 9, "success", state.now())  # claimed, not called yet: not this one
     assert rows(db)[member.openid].status == "sending"
+    calls = CallLog(state, "live")
+    assert calls.start(row_id, "template")
+    calls.note(outbox.Outcome(row_id, "sent", None, "template", 1, "10"))
+    calls.flush()
+    _event(wechat, member.openid, 11, "success", state.now())  # another push's report
+    assert rows(db)[member.openid].status == "sent"
     _event(wechat, member.openid, 10, "success", state.now())
     assert rows(db)[member.openid].status == "delivered"
 
@@ -364,7 +379,7 @@ def test_push_run_says_when_a_stopped_senders_pushes_are_recovered(app, state, d
     assert len(fake_wechat.sent()) == 1
     clock.now += 2  # past the claim timeout: the next run takes them back and sends them
     result = app.test_cli_runner().invoke(args=["push", "run", "birthday", "--date", DAY.isoformat()])
-    assert "sent 2," in result.output and "0 recorded as its calls had returned, 2 never tried" in result.output
+    assert "sent 2," in result.output and "a stopped sender's pushes: 2 never tried sent now" in result.output
     assert per_recipient(fake_wechat.sent()) == {m.openid: 1 for m in people}
 
 

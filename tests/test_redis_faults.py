@@ -1,9 +1,7 @@
 """Redis down (a real redis-server stopped) and hung (paused with SIGSTOP): members still get real answers in time."""
 from __future__ import annotations
 
-import shutil
 import signal
-import subprocess
 import time
 
 import pytest
@@ -11,39 +9,14 @@ import pytest
 from bot.app import create_app
 from bot.settings import Settings
 from storage.db import Database
-from tests.conftest import WeChat, free_port
+from tests.conftest import WeChat
 from tests.factories import make_member
-
-
-@pytest.fixture
-def own_redis(tmp_path):
-    """A redis-server of this test's own, which the test may stop or pause."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed (scripts/test installs it)")
-    port = free_port()
-    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-                                "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    import redis
-
-    client = redis.Redis(port=port)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.02)
-    yield process, f"redis://127.0.0.1:{port}/0"
-    if process.poll() is None:
-        process.send_signal(signal.SIGCONT)
-        process.kill()
-        process.wait(timeout=10)
 
 
 @pytest.fixture
 def faulty(own_redis, settings, rules, clock):
     """The bot on its own redis-server (no shared client: it connects as production does)."""
-    process, url = own_redis
+    process, url = own_redis.process, own_redis.url
     app = create_app(Settings(**{**settings.__dict__, "redis_url": url}), rules, clock=clock)
     with Database(settings.database_url).write() as session:
         make_member(session, openid="o-faults", name="吴芳", card_no="F0000001", phone="13700000001")

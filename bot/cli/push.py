@@ -50,9 +50,8 @@ def push_run(job: str, on: datetime | None) -> None:
     click.echo(f"{job} for {plan.occasion}: {planned} pushes planned" + (f"; {plan.note}" if plan.note else ""))
     click.echo(f"sent {stats.sent}, failed {stats.failed}, unreachable {stats.unreachable}, "
                f"held for quiet hours {stats.held}, in doubt {stats.in_doubt}")
-    if stats.recovered or stats.recorded:
-        click.echo(f"a stopped sender's pushes: {stats.recorded} recorded as its calls had returned, "
-                   f"{stats.recovered} never tried sent now")
+    if stats.recovered:
+        click.echo(f"a stopped sender's pushes: {stats.recovered} never tried sent now")
     for reason, count in stats.reasons.items():
         click.echo(f"  {count} × {reason}")
     if stats.in_doubt:
@@ -67,8 +66,7 @@ def push_run(job: str, on: datetime | None) -> None:
         click.echo(f"{held.count} pushes are held by another sender (claimed from "
                    f"{_local(bot, held.first_claimed)}) and left alone for now; {state_of} "
                    f"(pushes.claim_timeout_seconds = {timeout} s after their claim) by the next drain or "
-                   f"`push run`: untried ones are sent then, finished ones recorded, the calls it had in flight "
-                   f"marked in doubt.")
+                   f"`push run`: untried ones are sent then, the calls it had in flight marked in doubt.")
 
 
 @group.command("requeue-unknown")
