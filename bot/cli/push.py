@@ -46,6 +46,9 @@ def push_preview(job: str, on: datetime | None) -> None:
 def push_run(job: str, on: datetime | None) -> None:
     """Run a job now; as idempotent as the scheduled run (nobody gets an occasion twice)."""
     bot = state()
+    # A Redis that fails mid-run is ridden out (the database decides what was sent); one that cannot be
+    # reached at all is a setting to fix, said at once, before a run that would not share its limits.
+    bot.redis.ping()
     plan, planned, stats = run_job(bot, job, day_of(on))
     click.echo(f"{job} for {plan.occasion}: {planned} pushes planned" + (f"; {plan.note}" if plan.note else ""))
     click.echo(f"sent {stats.sent}, failed {stats.failed}, unreachable {stats.unreachable}, "
