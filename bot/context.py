@@ -1,6 +1,8 @@
 """What a handler sees: the parsed message, its arguments, the rules, and the bot's services."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from datetime import date, datetime
@@ -15,7 +17,10 @@ if TYPE_CHECKING:
     import redis
     from wechatpy.messages import BaseMessage
 
+    from sqlalchemy.orm import Session
+
     from bot.services import BotState
+    from storage.db import Database
     from storage.reads import Reads
 
 
@@ -34,14 +39,24 @@ class Context:
     _reads: Any = field(default=None, repr=False)
     # How the member is loaded: a handler may name a statement that loads more with it (bot.guards.loads_member).
     member_loader: Callable[["Reads", str, Rules, date], "tuple | None"] | None = field(default=None, repr=False)
+    wrote: bool = field(default=False, repr=False)  # a write transaction of this message committed
+    # Told when the message's first write transaction commits (bot.dispatch: its claim is marked changed).
+    on_write: Callable[[], None] | None = field(default=None, repr=False)
 
     @cached_property
     def openid(self) -> str:
         return self.message.source  # wechatpy converts the field on every read
 
-    @property
-    def db(self):
-        return self.state.db
+    @cached_property
+    def db(self) -> "Database":
+        """The bot's database; a write transaction that commits sets ``wrote``."""
+        return _WritesNoted(self.state.db, self._written)  # type: ignore[return-value]
+
+    def _written(self) -> None:
+        if not self.wrote:
+            self.wrote = True
+            if self.on_write is not None:
+                self.on_write()
 
     @property
     def redis(self) -> "redis.Redis":
@@ -74,7 +89,7 @@ class Context:
     def reads(self) -> "Reads":
         """This message's single-statement reads (``storage.reads``), on the thread's kept connection."""
         if self._reads is None:
-            self._reads = self.db.reads()
+            self._reads = self.state.db.reads()
         return self._reads
 
     @property
@@ -97,6 +112,23 @@ class Context:
     def text(self, message_name: str, /, **values: Any) -> str:
         """Render member-facing message ``message_name`` from config.yaml."""
         return self.rules.messages.render(message_name, **values)
+
+
+class _WritesNoted:
+    """A database whose committed write transactions are reported: WeChat's retry of a message that
+    changed something must not run it again (bot/claims.py)."""
+
+    def __init__(self, db: "Database", committed: Callable[[], None]):
+        self._db, self._committed = db, committed
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+    @contextmanager
+    def write(self) -> Iterator["Session"]:
+        with self._db.write() as session:
+            yield session
+        self._committed()
 
 
 Handler = Callable[[Context], "str | None"]

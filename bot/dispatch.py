@@ -1,9 +1,11 @@
 """From a parsed message to a reply: choose a handler, run it once, within WeChat's time budget.
 
-Exactly once: a message whose handler changes something is claimed in Redis (``SET NX`` on its
-MsgId) before it runs; WeChat's retries, in any process, wait for and return the first reply.
-A handler marked ``@read_only`` (chosen by a keyword or menu click, which no dialog state can
-change) skips the claim: a retry recomputes the same answer and changes nothing.
+Exactly once: a message whose handler changes something is claimed in Redis before it runs
+(``bot.claims``: a short lease on its MsgId, renewed while the handler runs); WeChat's retries,
+in any process, wait for and return the first reply, or take over the claim of a copy that died.
+An error answer is not kept, so a retry computes the answer afresh, unless the message had
+committed a change. A handler marked ``@read_only`` (chosen by a keyword or menu click, which no
+dialog state can change) skips the claim: a retry recomputes the same answer and changes nothing.
 
 Redis is a help, not a condition: with Redis down or hung the member still gets a real answer
 (without de-duplication, and with no dialog open), and Redis calls on this path use the short
@@ -14,11 +16,14 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import Future, TimeoutError as FutureTimeout
+from contextlib import nullcontext
+from typing import NamedTuple
 
 from redis.commands.core import Script
 from redis.exceptions import RedisError
 from wechatpy.messages import BaseMessage, TextMessage
 
+from bot.claims import CHANGED, DONE, WAIT, Claim
 from bot.context import Context
 from bot.dialogs import NOT_FETCHED
 from bot.guards import refusal
@@ -34,13 +39,19 @@ log = logging.getLogger(__name__)
 SUCCESS = "success"  # WeChat's "received, no reply" answer
 # Events WeChat sends by itself: they do not open the member's 48-hour customer-service window.
 SYSTEM_EVENTS = frozenset({"templatesendjobfinish", "masssendjobfinish"})
-_PENDING = "\x00pending"  # marks a message whose first copy is still being answered
 # The dialog left and the member marked as seen, in one command (a pipeline of two cost twice the client's time).
 _LEAVE_DIALOG = Script(None, b"""
 redis.call('DEL', KEYS[1])
 if KEYS[2] then redis.call('SET', KEYS[2], 1, 'EX', ARGV[1]) end
 return 1
 """)
+
+
+class Outcome(NamedTuple):
+    """What the dispatcher answered, and whether its error boundary did."""
+
+    reply: str | None
+    failed: bool = False
 
 
 def message_key(message: BaseMessage) -> str:
@@ -56,11 +67,11 @@ def answer_once(state: BotState, message: BaseMessage, arrived: float | None = N
     """Answer ``message``; WeChat's retries (any process) get the first answer and cause no new effects.
 
     Returns the reply XML (byte for byte the first one, for every copy, unless the handler only
-    reads), or None for "success". ``arrived``: ``time.monotonic()`` when the request came in.
+    reads or the answer was an error), or None for "success". ``arrived``: ``time.monotonic()``
+    when the request came in.
     """
     rules = state.rules
-    webhook = rules.webhook
-    deadline = (arrived if arrived is not None else time.monotonic()) + webhook.reply_budget_seconds
+    deadline = (arrived if arrived is not None else time.monotonic()) + rules.webhook.reply_budget_seconds
     redis = state.reply_redis
     ctx = Context(state=state, rules=rules, message=message, now=state.now())
     window = rules.pushes.customer_service_window_hours
@@ -68,40 +79,47 @@ def answer_once(state: BotState, message: BaseMessage, arrived: float | None = N
     openid = ctx.openid
     # Customer-service messages may reach a member for 48 h after they last wrote.
     seen_key = state.keys("seen", openid) if window and not _from_wechat_itself(message) else None
+    claim = None
     try:
         if fixed is not None and getattr(HANDLERS.get(fixed.handler), "read_only", False):
             # Nothing to claim: a keyword leaves any half-finished dialog. One command, one round trip.
             _LEAVE_DIALOG(keys=[state.keys("dialog", openid), *([seen_key] if seen_key else [])],
                           args=[window * 3600], client=redis)
-            claim_key = None
         else:
             # One round trip: claim the message and fetch the sender's dialog state.
-            pipe = redis.pipeline(transaction=False)
-            claim_key = state.keys("reply", message_key(message))
-            pipe.set(claim_key, _PENDING, nx=True, ex=webhook.dedup_ttl_seconds)
-            pipe.get(state.keys("dialog", openid))
-            if seen_key:
-                pipe.set(seen_key, 1, ex=window * 3600)
-            results = pipe.execute()
+            claim = Claim(redis, state.keys("reply", message_key(message)), state.keys("dialog", openid),
+                          rules.webhook, rules.dialog.ttl_seconds)
+            status, found = claim.take(seen=(seen_key, window * 3600) if seen_key else None)
     except RedisError as exc:
         # Better an answer without de-duplication than a 500 that makes WeChat retry anyway.
         log.error("Redis unavailable (%s): answering %s without de-duplication", type(exc).__name__, openid)
         ctx.use_fetched_dialog(None)  # no dialog state is a valid state
-        return _render(_answer_within_budget(state, ctx, deadline, fixed), message)
-    if claim_key is None:
+        outcome = _answer_within_budget(state, ctx, deadline, fixed)
+        return _render(outcome.reply if outcome else None, message)
+    if claim is None:
         # Read-only handlers are fast (one or two indexed reads) and change nothing: they run here,
         # without the hand-off to a budget thread; should one ever run late, WeChat's retry asks again.
         ctx.use_fetched_dialog(None)
         return _render(dispatch(ctx, fixed), message)
-    claimed, dialog = results[0], results[1]
-    if not claimed:
-        return _wait_for_first_answer(state, claim_key, deadline)
-    ctx.use_fetched_dialog(dialog)
-    xml = _render(_answer_within_budget(state, ctx, deadline, fixed), message)
-    try:
-        redis.set(claim_key, SUCCESS if xml is None else "X" + xml, ex=webhook.dedup_ttl_seconds)
-    except RedisError:
-        log.error("Redis unavailable: the reply to %s is not kept for WeChat's retries", openid)
+    if status == WAIT:
+        status, found = _wait_for_first_answer(claim, deadline)
+    if status == DONE:
+        return None if found in (None, SUCCESS) else found[1:]
+    if status == CHANGED:  # its first copy died after committing a change, which is not made twice
+        xml = _render(ctx.text("done_without_reply"), message)
+        claim.finish("X" + xml)
+        return xml
+    ctx.use_fetched_dialog(found)
+    ctx.on_write = claim.mark_changed
+    outcome = _answer_within_budget(state, ctx, deadline, fixed, claim)
+    if outcome is None:  # still running: its reply goes as a customer-service message
+        claim.finish(SUCCESS)
+        return None
+    xml = _render(outcome.reply, message)
+    if outcome.failed and not ctx.wrote:
+        claim.release()  # an error answer is not kept: WeChat's retry computes the answer afresh
+    else:
+        claim.finish(SUCCESS if xml is None else "X" + xml)
     return xml
 
 
@@ -114,36 +132,39 @@ def _render(reply: str | None, message: BaseMessage) -> str | None:
     return None if reply is None else text_reply(message.source, message.target, reply)
 
 
-def _wait_for_first_answer(state: BotState, key: str, deadline: float) -> str | None:
+def _wait_for_first_answer(claim: Claim, deadline: float) -> tuple[str, str | None]:
+    """While another copy holds a live lease: wait for its reply (DONE), or for the claim, once that copy
+    released it or died; (DONE, None), "success", when the budget runs out or Redis fails."""
     delay = 0.005
-    while True:
-        try:
-            stored = state.reply_redis.get(key)
-        except RedisError:
-            return None  # the first copy answers by itself
-        if stored is not None and stored != _PENDING:
-            return None if stored == SUCCESS else stored[1:]
-        if stored is None or time.monotonic() >= deadline:
-            # The first copy died or is still running: say nothing now, it answers by itself.
-            return None
+    while time.monotonic() < deadline:
         time.sleep(delay)
         delay = min(delay * 2, 0.1)
+        try:
+            status, found = claim.take()
+        except RedisError:
+            return DONE, None  # the first copy answers by itself
+        if status != WAIT:
+            return status, found
+    return DONE, None  # the first copy is still running: it answers by itself
 
 
-def _answer_within_budget(state: BotState, ctx: Context, deadline: float, fixed: Match | None) -> str | None:
-    """Run the handler; if it outlives the budget, answer "success" now and send its reply later."""
-    future = state.executor.submit(dispatch, ctx, fixed)
-    try:
-        return future.result(timeout=max(deadline - time.monotonic(), 0.05))
-    except FutureTimeout:
-        openid = ctx.openid
-        log.warning("reply budget spent for %s; answering by customer-service message", openid)
-        future.add_done_callback(lambda done: _send_late_reply(state, openid, done))
-        return None
+def _answer_within_budget(state: BotState, ctx: Context, deadline: float, fixed: Match | None,
+                          claim: Claim | None = None) -> Outcome | None:
+    """Run the handler, ``claim``'s lease renewed meanwhile; if it outlives the budget, return None
+    ("success" now) and send its reply later."""
+    future = state.executor.submit(_run, ctx, fixed)
+    with claim.renewed() if claim is not None else nullcontext():
+        try:
+            return future.result(timeout=max(deadline - time.monotonic(), 0.05))
+        except FutureTimeout:
+            openid = ctx.openid
+            log.warning("reply budget spent for %s; answering by customer-service message", openid)
+            future.add_done_callback(lambda done: _send_late_reply(state, openid, done))
+            return None
 
 
 def _send_late_reply(state: BotState, openid: str, future: Future) -> None:
-    reply = future.result()
+    reply = future.result().reply
     if reply:
         try:
             state.wechat.send_text(openid, reply)
@@ -156,6 +177,11 @@ def dispatch(ctx: Context, fixed: Match | None = NOT_FETCHED) -> str | None:  # 
 
     ``fixed``: the keyword route, if the caller looked it up already.
     """
+    return _run(ctx, fixed).reply
+
+
+def _run(ctx: Context, fixed: Match | None = NOT_FETCHED) -> Outcome:  # type: ignore[assignment]
+    """``dispatch``, saying whether the error boundary answered (an answer not to keep for retries)."""
     try:
         name = choose_handler(ctx, keyword_route(ctx) if fixed is NOT_FETCHED else fixed)
         reply = None
@@ -166,9 +192,10 @@ def dispatch(ctx: Context, fixed: Match | None = NOT_FETCHED) -> str | None:  # 
             reply = refused if refused is not None else handler(ctx)
     except Exception:
         log.exception("handler failed: openid=%s type=%s", ctx.openid, ctx.message.type)
-        return ctx.text("busy")
+        # After a committed change, "try again later" would have the member make it twice.
+        return Outcome(ctx.text("done_without_reply" if ctx.wrote else "busy"), failed=True)
     _note_reachable(ctx)
-    return reply
+    return Outcome(reply)
 
 
 def _note_reachable(ctx: Context) -> None:

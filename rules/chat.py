@@ -11,8 +11,17 @@ from rules.base import Frozen, MessageTexts
 class WebhookRules(Frozen):
     reply_budget_seconds: float = Field(gt=0, lt=5)  # WeChat gives up (and retries) after 5 s
     dedup_ttl_seconds: int = Field(ge=30)
+    # A copy's hold on a message (bot/claims.py), refreshed while its handler runs: a retry takes over once it lapses.
+    claim_lease_seconds: float = Field(gt=0)
     max_body_bytes: int = Field(ge=1024)
     timestamp_tolerance_seconds: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _lease_inside_the_budget(self) -> "WebhookRules":
+        if self.claim_lease_seconds >= self.reply_budget_seconds:
+            raise ValueError(f"claim_lease_seconds ({self.claim_lease_seconds}) must be below reply_budget_seconds "
+                             f"({self.reply_budget_seconds}): a retry taking over a dead copy's claim needs time to answer")
+        return self
 
 
 class DialogRules(Frozen):
@@ -63,3 +72,4 @@ class ChatMessages(MessageTexts):
     dialog_confirm_repeated: str
     staff_only: str
     busy: str
+    done_without_reply: str

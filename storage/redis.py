@@ -20,7 +20,8 @@ T = TypeVar("T")
 
 # kind -> what it holds and for how long (the TTL's source in config.yaml, or a fixed span)
 KINDS: dict[str, str] = {
-    "reply": "the first reply to a WeChat message, for its retries; webhook.dedup_ttl_seconds",
+    "reply": "a WeChat message's claim (a lease of webhook.claim_lease_seconds, bot/claims.py), then its first reply, "
+             "for its retries; webhook.dedup_ttl_seconds",
     "dialog": "a member's half-finished dialog; dialog.ttl_seconds",
     "seen": "a member wrote recently (customer-service window); pushes.customer_service_window_hours",
     "bindfail": "failed bind attempts of an openid; binding.lockout_seconds from the first failure",

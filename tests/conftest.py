@@ -164,6 +164,13 @@ def fake_wechat_server() -> str:
 def gunicorn_serving(db_url: str, redis_url: str, **env: str):
     """The bot under gunicorn with two worker processes, on the test database and Redis (``env`` adds to the
     environment, e.g. ``WECHAT_API_BASE``); yields its base URL."""
+    with gunicorn_served(db_url, redis_url, 2, **env) as (url, _master):
+        yield url
+
+
+@contextlib.contextmanager
+def gunicorn_served(db_url: str, redis_url: str, workers: int, **env: str):
+    """``gunicorn_serving`` with ``workers`` worker processes; yields its base URL and the master process."""
     import signal
     import subprocess
     import sys
@@ -175,7 +182,7 @@ def gunicorn_serving(db_url: str, redis_url: str, **env: str):
                    "WECHAT_TOKEN": TOKEN, "WECHAT_APPID": APPID, "WECHAT_SECRET": "test-secret",
                    "WECHAT_AES_KEY": AES_KEY, "LOG_LEVEL": "WARNING", **env}
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}", "wsgi:app"],
+        [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"127.0.0.1:{port}", "wsgi:app"],
         cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         start_new_session=True,  # its own process group: the workers go down with the master
     )
@@ -191,7 +198,7 @@ def gunicorn_serving(db_url: str, redis_url: str, **env: str):
         os.killpg(process.pid, signal.SIGKILL)
         pytest.fail("gunicorn did not start: " + process.stderr.read().decode()[-2000:])
     try:
-        yield url
+        yield url, process
     finally:
         process.terminate()
         try:

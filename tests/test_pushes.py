@@ -269,7 +269,8 @@ def test_a_reply_past_the_budget_arrives_as_a_customer_service_message(state, we
     HANDLERS["slow_for_test"] = slow
     try:
         routes = [r.model_dump() for r in state.rules.routes] + [{"handler": "slow_for_test", "exact": ["慢"]}]
-        state.rules_holder._rules = rules_with(routes=routes, webhook={"reply_budget_seconds": 0.1}, pushes=PUSHES)
+        webhook = {"reply_budget_seconds": 0.1, "claim_lease_seconds": 0.05}
+        state.rules_holder._rules = rules_with(routes=routes, webhook=webhook, pushes=PUSHES)
         assert wechat.text("o-slow", "慢") == "success"
         deadline = time.monotonic() + 5
         while not fake_wechat.sent() and time.monotonic() < deadline:
