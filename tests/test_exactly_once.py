@@ -230,12 +230,14 @@ def test_a_change_committed_by_a_killed_worker_is_not_made_again_by_the_retry(on
 
     _answer(url, message("o-d", "投诉 产品质量 项链断了"))
     ticket_no = _answer(url, message("o-d", "确认")).split("单号 ")[1].split("。")[0]
+    _wait_until(lambda: fake_wechat.sent(), "the assignment alert reaching S1")  # sent at once, after the commit
     fake_wechat.http.post(fake_wechat.url + "/_reset")
     fake_wechat.fail(slow_seconds=4)  # the member's customer-service message arrives; WeChat answers late
     request = message("o-s1", f"回复 {ticket_no} 请带项链到门店检测")
     first = _Copy(url, request)
     first.start()
-    _wait_until(lambda: fake_wechat.sent(), "the reply reaching the member")  # recorded (committed), then sent
+    _wait_until(lambda: [m for m in fake_wechat.sent() if m["touser"] == "o-d"],
+                "the reply reaching the member")  # recorded (committed), then sent
     kill_worker()
     first.join()
     assert first.response is None
