@@ -1,6 +1,6 @@
 """One clock: every operation takes ``now`` from its caller. Nothing under storage/ (nor the rules or the
 jobs) reads the wall clock, and no column fills in a time by itself — a row an operation forgot to date
-fails its NOT NULL at once instead of taking today's date (the suite also runs under faketime)."""
+fails its NOT NULL at once instead of taking today's date (the suite also runs on moved clocks: TEST_CLOCK)."""
 from __future__ import annotations
 
 import ast

@@ -22,10 +22,6 @@ from storage.models import MemberChange, TicketEvent
 from tests.conftest import _empty_postgres, free_port
 from tests.factories import make_member, make_staff, text_xml
 
-# The servers keep the real clock when the suite runs under faketime (as scripts/test starts its own).
-_CLOCK_SHIFT = ("LD_PRELOAD", "FAKETIME", "FAKETIME_NO_CACHE", "DONT_FAKE_MONOTONIC")
-
-
 class Postgres:
     """A PostgreSQL server in a scratch folder, which tests stop and start."""
 
@@ -38,8 +34,7 @@ class Postgres:
         command = [str(self.bin_dir / tool), *args]
         if os.geteuid() == 0:  # PostgreSQL refuses to run as root
             command = ["runuser", "-u", "postgres", "--", *command]
-        env = {k: v for k, v in os.environ.items() if k not in _CLOCK_SHIFT}
-        subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def start(self) -> None:
         self.run("pg_ctl", "-D", str(self.folder / "data"), "-l", str(self.folder / "log"), "-w", "-o",
