@@ -224,8 +224,9 @@ def mark_unreachable(session: Session, member_ids: Select | Sequence[int], reaso
         update(Member).where(Member.id.in_(member_ids), Member.unreachable.is_(false()))
         .values(unreachable=True).returning(Member.id).execution_options(synchronize_session=False)
     ).all()
-    for member_id in marked:
-        record_change(session, member_id, UNREACHABLE, "wechat", reason, now=now)
+    if marked:
+        record_changes(session, Member.id.in_(marked), UNREACHABLE, "wechat",
+                       literal(reason, MemberChange.detail.type), now=now)
 
 
 def mark_reachable(session: Session, member_id: int, actor: str, now: datetime) -> bool:
